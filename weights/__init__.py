@@ -1,0 +1,1 @@
+"""Weights: the official manifest, `fetch`, and the deterministic untrained stand-in writer."""
