@@ -1,4 +1,6 @@
-"""The one `ghostrt` command. It only wires subcommands; each area registers its own."""
+"""The one `ghostrt` command. It only wires subcommands: each lives in its own module, which exposes
+`register(subparsers)` adding one subparser whose `func(args)` runs it. Modules are imported only for the
+command being run, so `ghostrt swap` never pays for (or needs) torch."""
 
 import argparse
 import importlib
@@ -6,31 +8,35 @@ import sys
 
 from ghostrt.errors import GhostError
 
-# (module, description) -- each module exposes register(subparsers); imported lazily so that
-# `ghostrt swap` never pays for (or needs) torch.
-AREAS = {
+COMMANDS = {
     "weights": ("ghostrt.weights.cli", "write stand-in weights or fetch the official GHOST set"),
     "export": ("ghostrt.export.cli", "export the four nets to ONNX with a parity check"),
+    "build": ("ghostrt.export.build_cli", "build TensorRT / TensorRT-RTX engines (cached per GPU)"),
+    "engines": ("ghostrt.runtime.engines_cli", "list built engines with their key fields and fidelity"),
+    "doctor": ("ghostrt.runtime.doctor", "report backends, GPUs, versions and execution providers"),
+    "calibrate": ("ghostrt.calibration.cli", "build an INT8 calibration set from real face crops"),
+    "check": ("ghostrt.export.check_cli", "measure FP16/INT8 fidelity against FP32 and apply the gate"),
+    "swap": ("ghostrt.runtime.cli", "swap faces in an image (video and webcam to come)"),
+    "demo": ("ghostrt.demo", "the main job: stand-in or official weights → ONNX → swap a real photo"),
 }
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghostrt", description="Real-time GHOST face swap (TensorRT / ONNX Runtime)")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_text) in AREAS.items():
-        if only is not None and name != only:
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        if name == command:
+            importlib.import_module(module).register(sub)
+        else:
             sub.add_parser(name, help=help_text)
-            continue
-        importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in AREAS else None)
-    args = parser.parse_args(argv)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except GhostError as err:
