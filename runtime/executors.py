@@ -1,0 +1,132 @@
+"""Executors run one network each and know tensors by name, nothing about faces.
+
+ONNX Runtime (CPU provider) is the fallback that always works; TensorRT / TensorRT-RTX engines are used when a
+CUDA GPU, the backend's libraries and a valid cached engine all exist. `make_executor` makes that choice and
+says why, so the swap summary can tell the user which backend really ran.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ghostrt.errors import GhostError, file_error
+
+BACKENDS = ("auto", "ort", "trt", "trt-rtx")
+PRECISIONS = ("fp16", "int8", "fp32")
+NO_GPU = "no CUDA GPU: TensorRT engines need one; use --backend ort"
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+}
+
+
+class OrtExecutor:
+    """One ONNX file on ONNX Runtime's CPU provider (the onnxruntime-gpu wheel's CPU provider works anywhere)."""
+
+    backend = "ort"
+
+    def __init__(self, onnx_path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(onnx_path)
+        if not self.path.is_file():
+            raise file_error(self.path, "ONNX file does not exist (run `ghostrt export`)")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initialisers are noise for users
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
+            raise file_error(self.path, f"ONNX Runtime cannot load it ({type(err).__name__}: "
+                                        f"{str(err).splitlines()[0][:200]})") from err
+        inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in inputs]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_dtypes = {i.name: _ORT_DTYPES.get(i.type, np.float32) for i in inputs}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise ValueError(f"{self.path.name}: missing inputs {missing}")
+        bound = {n: np.ascontiguousarray(feeds[n], dtype=self.input_dtypes[n]) for n in self.input_names}
+        outputs = self.session.run(self.output_names, bound)
+        return dict(zip(self.output_names, outputs))
+
+    def describe(self) -> str:
+        return f"ort/cpu {self.path.name}"
+
+
+@dataclass
+class Choice:
+    """The executor picked for one model and the reason, shown in the summary."""
+
+    executor: object
+    backend: str
+    reason: str
+
+
+def _trt_choice(model_onnx: Path, backend_name: str, precision: str, engines_dir: Path) -> Choice:
+    """A TensorRT executor for a valid cached engine of this model, or a GhostError saying what is missing.
+
+    Engines are found through their manifests (model, precision, backend), newest first, and each is checked
+    by engine_cache.validate_for_run against this GPU and backend version before it is loaded. An FP32 engine
+    must also come from this very ONNX; FP16/INT8 engines are built from derived ONNX files whose hash the
+    manifest holds, so for those the manifest's own checks are what we have."""
+    from ghostrt.runtime import engine_cache, trt_backend
+
+    gpu, _why = trt_backend.probe_gpu()
+    if gpu is None:
+        raise GhostError(NO_GPU)
+    backend = trt_backend.load_backend(backend_name)
+    model = model_onnx.stem
+    manifests = [m for m in engine_cache.list_manifests(engines_dir)
+                 if m.get("model") == model and m.get("precision") == precision and m.get("backend") == backend_name]
+    if not manifests:
+        raise GhostError(f"{engines_dir}: no {backend_name} {precision} engine for {model} "
+                         f"(run `ghostrt build --backend {backend_name} --precision {precision}`)")
+    onnx_sha = engine_cache.sha256_file(model_onnx) if precision == "fp32" and model_onnx.is_file() else None
+    problems = []
+    for manifest in sorted(manifests, key=lambda m: m.get("created", ""), reverse=True):
+        try:
+            path = engine_cache.validate_for_run(manifest, gpu, backend.version, onnx_sha256=onnx_sha)
+        except GhostError as err:
+            problems.append(str(err))
+            continue
+        return Choice(trt_backend.TrtExecutor(path, backend), backend_name,
+                      f"{backend.title} {precision} engine {path.name} on {gpu.name}")
+    raise GhostError(problems[0])
+
+
+def make_executor(model_onnx, backend: str = "auto", precision: str = "fp16", engines_dir=Path("engines"),
+                  threads: int | None = None) -> Choice:
+    """auto → TensorRT-RTX or TensorRT when a GPU, the backend and a valid cached engine exist, else ORT."""
+    if backend not in BACKENDS:
+        raise GhostError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise GhostError(f"--precision {precision}: choose from {', '.join(PRECISIONS)}")
+    model_onnx, engines_dir = Path(model_onnx), Path(engines_dir)
+    if backend in ("trt", "trt-rtx"):
+        return _trt_choice(model_onnx, backend, precision, engines_dir)
+    if backend == "auto":
+        reasons = []
+        for candidate in ("trt", "trt-rtx"):
+            try:
+                return _trt_choice(model_onnx, candidate, precision, engines_dir)
+            except (GhostError, ImportError, OSError, RuntimeError) as err:
+                reasons.append(str(err))
+                if str(err) == NO_GPU:
+                    break
+        if not reasons or reasons[0] == NO_GPU:
+            reason = "ONNX Runtime CPU (no CUDA GPU)"
+        else:
+            reason = f"ONNX Runtime CPU (no usable TensorRT engine: {reasons[0]})"
+        return Choice(OrtExecutor(model_onnx, threads), "ort", reason)
+    return Choice(OrtExecutor(model_onnx, threads), "ort", "ONNX Runtime CPU (--backend ort; runs the FP32 ONNX)")
