@@ -29,7 +29,7 @@ def run(args) -> int:
     print(BANNER)
     print(ws.banner())
     print(BANNER)
-    paths = export_all(args.weights_dir, args.onnx_dir, num_blocks=args.num_blocks)
+    paths = export_all(args.weights_dir, args.engines_dir / "onnx", num_blocks=args.num_blocks)
     print("\nparity of each export (ONNX Runtime CPU vs reference; fails above 1e-4 relative):")
     for model in MODELS:
         side = read_sidecar(paths[model]) or {}
@@ -38,13 +38,25 @@ def run(args) -> int:
         print(f"  {model:<10} max abs {p.get('max_abs', float('nan')):.3e}  max rel "
               f"{p.get('max_rel', float('nan')):.3e}  batch-N vs stacked {p.get('stacked_max_abs', float('nan')):.3e}"
               f"  [{tag}]")
-    return 0
+    source, target = _photos()
+    print(f"\nswap: identity of {source.name} (matplotlib sample data) onto {target.name} (scikit-image data)")
+    from ghostrt.cli import main
+
+    code = main(["swap", "image", "--source", str(source), "--target", str(target),
+                 "--output", str(out / "result.png"), "--debug-sheet", str(out / "sheet.png"),
+                 "--engines-dir", str(args.engines_dir), "--num-blocks", str(args.num_blocks),
+                 *(["--weights-dir", str(args.weights_dir)] if args.weights_dir else [])])
+    if code == 0:
+        print(f"\ndemo: wrote {out / 'result.png'} and {out / 'sheet.png'}")
+        if ws.standin:
+            print("demo: made with STAND-IN (untrained) weights -- the face is altered, but this is not a real swap")
+    return code
 
 
 def register(sub):
     p = sub.add_parser("demo", help="the main job: weights → ONNX (parity) → swap a real photo → demo/")
     p.add_argument("--out-dir", type=Path, default=Path("demo"))
     p.add_argument("--weights-dir", type=Path, default=None, help="default weights/ (stand-ins where missing)")
-    p.add_argument("--onnx-dir", type=Path, default=Path("engines/onnx"))
+    p.add_argument("--engines-dir", type=Path, default=Path("engines"), help="engine cache; ONNX under its onnx/")
     p.add_argument("--num-blocks", type=int, choices=(1, 2, 3), default=2)
     p.set_defaults(func=run)

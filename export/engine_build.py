@@ -1,0 +1,187 @@
+"""FP32 ONNX → precision variant (FP16 ONNX / INT8 Q/DQ ONNX) → TensorRT(-RTX) engine, through the cache.
+
+Both TensorRT 11 and TensorRT-RTX are strongly typed: the precision is decided by the ONNX graph, not by
+builder flags. So a precision variant is an ONNX file of its own (made once, reused while its FP32 source,
+calibration set and converter are unchanged), and the engine cache is keyed on that file's sha256.
+"""
+
+import inspect
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ghostrt.atomic import atomic_path
+from ghostrt.errors import GhostError, file_error
+from ghostrt.runtime import engine_cache, trt_backend
+
+PRECISIONS = ("fp32", "fp16", "int8")
+MODELS = ("generator", "arcface", "detector", "landmarks")
+EXTRA_MODELS = ("retinaface",)
+DEFAULT_MAX_BATCH = 4
+
+
+# ------------------------------------------------------------ the calls into the lead's and D2's modules
+
+def fp32_onnx(model: str, weights_dir, onnx_dir, log=print) -> Path:
+    from ghostrt.export.models import ensure_onnx
+    return ensure_onnx(model, weights_dir=weights_dir, onnx_dir=onnx_dir, log=log)
+
+
+def convert_precision(src: Path, dst: Path, model: str, precision: str, calibration_npz) -> dict | None:
+    """Write the precision variant of `src` to `dst`; returns the recipe that goes into the engine key.
+    FP16 uses the calibration set when there is one (AutoCast's overflow check), INT8 needs it."""
+    from ghostrt.export import precision as converters
+    if precision == "fp16":
+        converters.make_fp16_onnx(src, dst, model, calibration_npz)
+        return {"method": "autocast fp16", "calibrated": calibration_npz is not None}
+    _, report = converters.make_int8_onnx(src, dst, model, calibration_npz)
+    return report
+
+
+def converter_sha256() -> str:
+    """sha256 of the converter module's source: a changed converter invalidates the variants it made."""
+    from ghostrt.export import precision as converters
+    return engine_cache.sha256_file(inspect.getfile(converters))
+
+
+def default_calibration_npz() -> Path:
+    from ghostrt.calibration.cli import DEFAULT_OUT
+    return Path(DEFAULT_OUT)
+
+
+# ----------------------------------------------------------------------------------------- the variants
+
+def precision_onnx(src: Path, precision: str, model: str, calibration_npz=None, log=print) -> tuple[Path, dict | None]:
+    """(ONNX to build from, quantization recipe). Reuses the variant while its sidecar's inputs still match."""
+    src = Path(src)
+    if precision == "fp32":
+        return src, None
+    if precision not in PRECISIONS:
+        raise GhostError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    dst = src.with_name(f"{src.stem}.{precision}.onnx")
+    sidecar = dst.with_name(dst.name + ".json")
+    inputs = {"source_sha256": engine_cache.sha256_file(src), "converter_sha256": converter_sha256()}
+    if precision == "int8" and (calibration_npz is None or not Path(calibration_npz).is_file()):
+        raise file_error(calibration_npz or "(no calibration set given)",
+                         "INT8 calibration set not found; make it with `ghostrt calibrate`")
+    if calibration_npz is not None and not Path(calibration_npz).is_file():
+        calibration_npz = None                # FP16 without a calibration set: AutoCast uses random inputs
+    if calibration_npz is not None:
+        inputs["calibration_sha256"] = engine_cache.sha256_file(calibration_npz)
+    if dst.exists() and sidecar.exists():
+        recorded = json.loads(sidecar.read_text())
+        if recorded.get("inputs") == inputs and recorded.get("sha256") == engine_cache.sha256_file(dst):
+            return dst, recorded["recipe"]
+    log(f"{model:<10} {precision:<5} making {dst.name} from {src.name}")
+    recipe = convert_precision(src, dst, model, precision, calibration_npz)
+    recipe = json.loads(json.dumps(recipe))   # must be plain JSON: it becomes part of the engine key
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(json.dumps({"inputs": inputs, "sha256": engine_cache.sha256_file(dst), "recipe": recipe},
+                                  indent=2) + "\n")
+    return dst, recipe
+
+
+def profiles_for(onnx_path, max_batch: int, opt_batch: int | None = None) -> dict[str, tuple]:
+    """{input: (min, opt, max)}: a dynamic axis 0 spans 1..max_batch; every other axis must be static."""
+    import onnx
+
+    onnx_path = Path(onnx_path)
+    if max_batch < 1:
+        raise GhostError(f"--max-batch must be at least 1, not {max_batch}")
+    opt_batch = max_batch if opt_batch is None else min(max(opt_batch, 1), max_batch)
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+    profiles = {}
+    for tensor in graph.input:
+        if tensor.name in initializers:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.type.tensor_type.shape.dim]
+        if any(d is None for d in dims[1:]):
+            raise file_error(onnx_path, f"input {tensor.name} has a dynamic axis other than the batch axis "
+                                        f"({dims}); export it with fixed spatial sizes")
+        if dims and dims[0] is None:
+            profiles[tensor.name] = tuple([b, *dims[1:]] for b in (1, opt_batch, max_batch))
+        else:
+            profiles[tensor.name] = (dims, dims, dims)
+    return profiles
+
+
+# ------------------------------------------------------------------------------------------- the builds
+
+@dataclass
+class BuildResult:
+    model: str
+    precision: str
+    backend: str                  # "TensorRT-RTX 1.7.1.116"
+    seconds: float
+    engine_bytes: int
+    cached: bool
+    engine_path: Path
+    manifest_path: Path
+
+    def line(self) -> str:
+        state = "cached" if self.cached else "built"
+        return (f"{self.model:<10} {self.precision:<5} {self.backend:<22} {self.seconds:7.1f} s "
+                f"{self.engine_bytes / 1e6:9.1f} MB  {state:<6} {self.engine_path}")
+
+
+def engine_key(model: str, onnx_path, precision: str, backend: trt_backend.Backend, profiles: dict,
+               quant_recipe: dict | None, target: trt_backend.GpuInfo) -> engine_cache.EngineKey:
+    return engine_cache.EngineKey(model=model, onnx_sha256=engine_cache.sha256_file(onnx_path), backend=backend.name,
+                                  backend_version=backend.version, target_gpu=target.name,
+                                  target_cc=target.compute_capability, precision=precision,
+                                  quant_recipe=quant_recipe,
+                                  profiles={name: [list(s) for s in shapes] for name, shapes in profiles.items()})
+
+
+def build_one(model: str, onnx_path, precision: str, backend: trt_backend.Backend, engines_dir,
+              max_batch: int = DEFAULT_MAX_BATCH, opt_batch: int | None = None, quant_recipe: dict | None = None,
+              source_onnx=None, rtx_target: str = "ampere+", log=print) -> BuildResult:
+    """Build `onnx_path` (already in `precision`) into engines_dir, or reuse the cached engine for the same key."""
+    started = time.perf_counter()
+    onnx_path = Path(onnx_path)
+    profiles = profiles_for(onnx_path, max_batch, opt_batch)
+    target = trt_backend.build_target(backend, rtx_target)
+    key = engine_key(model, onnx_path, precision, backend, profiles, quant_recipe, target)
+    cached = engine_cache.find_engine(engines_dir, key)
+    if cached is not None:
+        engine_path, manifest = cached
+        return BuildResult(model, precision, backend.title, time.perf_counter() - started, manifest["engine_bytes"],
+                           True, engine_path, Path(manifest["manifest_path"]))
+    Path(engines_dir).mkdir(parents=True, exist_ok=True)
+    timing_cache = None                   # full TensorRT only; TensorRT-RTX has no timing cache
+    if backend.name == "trt":
+        timing_cache = Path(engines_dir) / f"timing-{backend.name}-{backend.version}.cache"
+    engine = trt_backend.build_engine(backend, onnx_path, profiles, timing_cache, log=log, target=target)
+    seconds = time.perf_counter() - started
+    extra = {"onnx_file": str(onnx_path), "max_batch": max_batch,
+             "source_onnx_sha256": engine_cache.sha256_file(source_onnx) if source_onnx else None}
+    manifest_path = engine_cache.write_engine(engines_dir, key, engine, seconds, extra)
+    engine_path, _ = engine_cache.engine_paths(engines_dir, key)
+    return BuildResult(model, precision, backend.title, seconds, len(engine), False, engine_path, manifest_path)
+
+
+def build_models(models, precision: str, backend: str = "auto", max_batch: int = DEFAULT_MAX_BATCH,
+                 opt_batch: int | None = None, weights_dir=None, engines_dir=engine_cache.DEFAULT_ENGINES_DIR,
+                 onnx_dir=None, calibration_npz=None, rtx_target: str = "ampere+", log=print) -> list[BuildResult]:
+    """`ghostrt build`: for each model, FP32 ONNX → precision variant → engine; one progress line per engine."""
+    if precision not in PRECISIONS:
+        raise GhostError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    unknown = [m for m in models if m not in MODELS + EXTRA_MODELS]
+    if unknown:
+        raise GhostError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS + EXTRA_MODELS)}")
+    engines_dir = Path(engines_dir)
+    onnx_dir = Path(onnx_dir) if onnx_dir else engines_dir / "onnx"
+    calibration_npz = Path(calibration_npz) if calibration_npz else default_calibration_npz()
+    chosen = trt_backend.load_backend(backend)
+    results = []
+    for model in models:
+        source = fp32_onnx(model, weights_dir, onnx_dir, log=log)
+        onnx_path, recipe = precision_onnx(source, precision, model, calibration_npz, log=log)
+        result = build_one(model, onnx_path, precision, chosen, engines_dir, max_batch, opt_batch, recipe,
+                           source_onnx=source, rtx_target=rtx_target, log=log)
+        log(result.line())
+        results.append(result)
+    return results
+

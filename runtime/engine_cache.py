@@ -1,0 +1,194 @@
+"""The engine cache: engines/<name>.<key>.engine beside engines/<name>.<key>.json (its manifest).
+
+An engine is only valid for the exact ONNX, TensorRT version, target GPU, precision recipe and input
+profiles it was built from, and loading a foreign one either fails deep inside TensorRT or, worse, runs.
+So every one of those fields goes into the key (a changed field means a different file, built anew) and
+into the manifest, and `validate_for_run` checks them against this machine before an engine is loaded.
+The manifest is written after the engine, so a manifest on disk means its engine was written completely.
+"""
+
+import datetime
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ghostrt import __version__
+from ghostrt.atomic import atomic_path
+from ghostrt.errors import GhostError, file_error
+
+DEFAULT_ENGINES_DIR = Path("engines")
+KEY_FIELDS = ("onnx_sha256", "backend", "backend_version", "target_gpu", "target_cc", "precision",
+              "quant_recipe", "profiles")
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    model: str
+    onnx_sha256: str
+    backend: str                   # "trt" | "trt-rtx"
+    backend_version: str
+    target_gpu: str                # a GPU name; TensorRT-RTX (ahead of time): "any RTX" or "RTX Turing"
+    target_cc: str                 # "8.9"; TensorRT-RTX: the list it was built for, "8.6,8.9,12.0,12.1"
+    precision: str                 # fp32 | fp16 | int8
+    quant_recipe: dict | None = field(default=None, hash=False)
+    profiles: dict = field(default_factory=dict, hash=False)   # input → [[min], [opt], [max]]
+
+    def fields(self) -> dict:
+        return {name: _plain(getattr(self, name)) for name in KEY_FIELDS}
+
+    def digest(self) -> str:
+        canonical = json.dumps(self.fields(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def stem(self) -> str:
+        return f"{self.model}-{self.precision}-{self.backend}.{self.digest()}"
+
+
+def _plain(value):
+    """Tuples → lists, recursively, so a key read back from JSON compares equal to the one computed."""
+    return json.loads(json.dumps(value))
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def engine_paths(engines_dir, key: EngineKey) -> tuple[Path, Path]:
+    engines_dir = Path(engines_dir)
+    return engines_dir / f"{key.stem}.engine", engines_dir / f"{key.stem}.json"
+
+
+def write_engine(engines_dir, key: EngineKey, engine: bytes, build_seconds: float, extra: dict | None = None) -> Path:
+    """Write engine, then manifest, each atomically. Returns the manifest path."""
+    engine_path, manifest_path = engine_paths(engines_dir, key)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(engine)
+    manifest = {"model": key.model, "key": key.digest(), **key.fields(),
+                "engine_file": engine_path.name, "engine_bytes": len(engine),
+                "engine_sha256": hashlib.sha256(engine).hexdigest(), "build_seconds": round(build_seconds, 3),
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "ghostrt_version": __version__, **(extra or {}), "fidelity": {}}
+    write_manifest(manifest_path, manifest)
+    return manifest_path
+
+
+def write_manifest(manifest_path, manifest: dict) -> None:
+    with atomic_path(Path(manifest_path)) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(manifest_path) -> dict:
+    manifest_path = Path(manifest_path)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise file_error(manifest_path, "engine manifest not found") from None
+    except json.JSONDecodeError as err:
+        raise file_error(manifest_path, f"engine manifest is not valid JSON ({err.msg}, line {err.lineno})") from None
+    missing = [name for name in ("engine_file", "engine_sha256", *KEY_FIELDS) if name not in manifest]
+    if missing:
+        raise file_error(manifest_path, f"engine manifest lacks {', '.join(missing)}")
+    manifest["manifest_path"] = str(manifest_path)
+    return manifest
+
+
+def engine_file(manifest: dict) -> Path:
+    return Path(manifest["manifest_path"]).with_name(manifest["engine_file"])
+
+
+def find_engine(engines_dir, key: EngineKey) -> tuple[Path, dict] | None:
+    """The cached engine for exactly this key, verified against its manifest (size and sha256), else None."""
+    engine_path, manifest_path = engine_paths(engines_dir, key)
+    if not manifest_path.exists() or not engine_path.exists():
+        return None
+    try:
+        manifest = read_manifest(manifest_path)
+    except GhostError:
+        return None
+    if any(manifest.get(name) != value for name, value in key.fields().items()):
+        return None
+    if engine_path.stat().st_size != manifest.get("engine_bytes"):
+        return None
+    if sha256_file(engine_path) != manifest["engine_sha256"]:
+        return None
+    return engine_path, manifest
+
+
+def list_manifests(engines_dir) -> list[dict]:
+    """Every readable manifest under engines_dir, sorted by file name; unreadable ones are skipped."""
+    found = []
+    for path in sorted(Path(engines_dir).glob("*.json")):
+        try:
+            found.append(read_manifest(path))
+        except GhostError:
+            continue
+    return found
+
+
+def validate_for_run(manifest: dict, this_gpu, this_backend_version: str, onnx_sha256: str | None = None,
+                     check_sha: bool = True) -> Path:
+    """Refuse, in one line naming the engine file, an engine that was not built for this machine; return its path.
+
+    this_gpu: runtime.trt_backend.GpuInfo of the GPU that would run it (None: no GPU visible)."""
+    path = engine_file(manifest)
+    rebuild = f"; rebuild it with `ghostrt build --precision {manifest['precision']} --backend {manifest['backend']}`"
+    if not path.exists():
+        raise file_error(path, "engine file listed in its manifest is missing" + rebuild)
+    if manifest["backend_version"] != this_backend_version:
+        raise file_error(path, f"built with {manifest['backend']} {manifest['backend_version']}, this machine has "
+                               f"{this_backend_version}" + rebuild)
+    if this_gpu is None:
+        raise file_error(path, "no CUDA GPU is visible to run this engine")
+    this_cc = this_gpu.compute_capability
+    if manifest["backend"] == "trt-rtx":         # ahead of time: a list of compute capabilities
+        if this_cc not in manifest["target_cc"].split(","):
+            raise file_error(path, f"built for {manifest['target_gpu']} (CC {manifest['target_cc']}), this GPU is "
+                                   f"{this_gpu.name} (CC {this_cc})" + rebuild)
+    elif (manifest["target_gpu"], manifest["target_cc"]) != (this_gpu.name, this_cc):
+        raise file_error(path, f"built for another GPU ({manifest['target_gpu']}, CC {manifest['target_cc']}), this "
+                               f"GPU is {this_gpu.name} (CC {this_cc})" + rebuild)
+    if onnx_sha256 is not None and onnx_sha256 != manifest["onnx_sha256"]:
+        raise file_error(path, "built from a different ONNX (its sha256 changed since)" + rebuild)
+    if check_sha and sha256_file(path) != manifest["engine_sha256"]:
+        raise file_error(path, "engine file sha256 does not match its manifest (corrupt or replaced)" + rebuild)
+    return path
+
+
+def engine_for_run(engines_dir, model: str, precision: str, backend: str, this_gpu, this_backend_version: str,
+                   onnx_sha256: str | None = None) -> tuple[Path, dict]:
+    """The newest engine for (model, precision, backend) that passes validate_for_run on this machine. With
+    none built: a GhostError saying what to build; with only foreign/stale ones: the newest one's mismatch."""
+    candidates = [m for m in list_manifests(engines_dir)
+                  if (m.get("model"), m["precision"], m["backend"]) == (model, precision, backend)]
+    if not candidates:
+        raise GhostError(f"{engines_dir}: no {model} {precision} {backend} engine; build it with "
+                         f"`ghostrt build --precision {precision} --backend {backend} --models {model}`")
+    candidates.sort(key=lambda m: m.get("created", ""), reverse=True)
+    first_error = None
+    for manifest in candidates:
+        try:
+            return validate_for_run(manifest, this_gpu, this_backend_version, onnx_sha256), manifest
+        except GhostError as err:
+            first_error = first_error or err
+    raise first_error
+
+
+def record_fidelity(manifest_path, numbers: dict) -> dict:
+    """Merge fidelity numbers (measured by the gate against FP32) into a manifest; returns the manifest."""
+    manifest = read_manifest(manifest_path)
+    manifest.pop("manifest_path")
+    manifest["fidelity"] = {**manifest.get("fidelity", {}), **_plain(numbers)}
+    write_manifest(manifest_path, manifest)
+    return manifest
+
+
+def key_from_manifest(manifest: dict) -> EngineKey:
+    return EngineKey(model=manifest["model"], **{name: manifest[name] for name in KEY_FIELDS})
+
