@@ -16,7 +16,8 @@ COMMANDS = {
     "doctor": ("ghostrt.runtime.doctor", "report backends, GPUs, versions and execution providers"),
     "calibrate": ("ghostrt.calibration.cli", "build an INT8 calibration set from real face crops"),
     "check": ("ghostrt.export.check_cli", "measure FP16/INT8 fidelity against FP32 and apply the gate"),
-    "swap": ("ghostrt.runtime.cli", "swap faces in an image (video and webcam to come)"),
+    "swap": ("ghostrt.runtime.cli", "swap faces in an image, a video or a webcam stream"),
+    "bench": ("ghostrt.export.bench_cli", "per-stage latency/throughput against the GHOST-style reference"),
     "demo": ("ghostrt.demo", "the main job: stand-in or official weights → ONNX → swap a real photo"),
 }
 
