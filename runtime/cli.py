@@ -40,7 +40,7 @@ def _add_common(p) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("swap", help="swap faces in an image (video and webcam to come)")
+    p = subparsers.add_parser("swap", help="swap faces in an image, a video or a webcam stream")
     modes = p.add_subparsers(dest="swap_mode", required=True, metavar="MODE")
     image = modes.add_parser("image", help="swap faces in one image")
     _add_common(image)
@@ -49,6 +49,10 @@ def register(subparsers) -> None:
     image.add_argument("--debug-sheet", type=Path, default=None,
                        help="also write one PNG with boxes, crops, swaps, masks, result and timings")
     image.set_defaults(func=run_image)
+    from ghostrt.runtime.video_cli import add_video_parser, add_webcam_parser
+
+    add_video_parser(modes, make_process, add_common=_add_common)
+    add_webcam_parser(modes, make_process, add_common=_add_common)
 
 
 # --------------------------------------------------------------------------------------------------- setup
@@ -102,6 +106,32 @@ def _make_nets(args, onnx: dict, kind: str):
 
 
 # ----------------------------------------------------------------------------------------------------- run
+
+def make_process(args):
+    """The swap for the video and webcam loops: process_batch(frames) -> frames, labelled for the output."""
+    from ghostrt.runtime import image_io
+    from ghostrt.runtime.pipeline import ImageSwapper
+    from ghostrt.runtime.provenance_label import make_label
+    from ghostrt.runtime.video_cli import process_from_swapper
+
+    _check_options(args)
+    _check_engines_dir(args.engines_dir)
+    sources = [(p, image_io.read_image(p)[0]) for p in args.source]
+    target_faces = [(p, image_io.read_image(p)[0]) for p in args.target_face]
+    onnx, kind, standin = _resolve_nets(args)
+    nets, choices = _make_nets(args, onnx, kind)
+    if standin:
+        print(f"{STANDIN_BANNER} ({', '.join(standin)} untrained)")
+    for model, choice in choices.items():
+        print(f"  backend   {model:<10} {choice.reason}")
+    swapper = ImageSwapper(nets, faces=args.faces, similarity=args.similarity)
+    source_embs = swapper.embed_photos(sources, "--source")
+    target_embs = swapper.embed_photos(target_faces, "--target-face") if target_faces else None
+    process = process_from_swapper(swapper, source_embs, target_embs)
+    process.standin_weights = bool(standin)
+    process.label = make_label(1, bool(standin), operation=f"{args.swap_mode} face swap")
+    return process
+
 
 def run_image(args) -> int:
     from ghostrt.runtime import image_io
