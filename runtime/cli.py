@@ -108,11 +108,12 @@ def _make_nets(args, onnx: dict, kind: str):
 # ----------------------------------------------------------------------------------------------------- run
 
 def make_process(args):
-    """The swap for the video and webcam loops: process_batch(frames) -> frames, labelled for the output."""
+    """The swap for the video and webcam loops: process_batch(frames) -> frames, labelled for the output.
+    Both use the tracking VideoSwapper; the webcam without smoothing (its 2-frame lookahead costs latency)."""
     from ghostrt.runtime import image_io
     from ghostrt.runtime.pipeline import ImageSwapper
     from ghostrt.runtime.provenance_label import make_label
-    from ghostrt.runtime.video_cli import process_from_swapper
+    from ghostrt.runtime.video_swapper import VideoSwapper
 
     _check_options(args)
     _check_engines_dir(args.engines_dir)
@@ -127,7 +128,10 @@ def make_process(args):
     swapper = ImageSwapper(nets, faces=args.faces, similarity=args.similarity)
     source_embs = swapper.embed_photos(sources, "--source")
     target_embs = swapper.embed_photos(target_faces, "--target-face") if target_faces else None
-    process = process_from_swapper(swapper, source_embs, target_embs)
+    video = args.swap_mode == "video"
+    process = VideoSwapper(nets, source_embs, target_embs, faces=args.faces, similarity=args.similarity,
+                           batch=args.batch if video else 1, detect_every=args.detect_every if video else 1,
+                           smoothing=video)
     process.standin_weights = bool(standin)
     process.label = make_label(1, bool(standin), operation=f"{args.swap_mode} face swap")
     return process

@@ -7,8 +7,12 @@ bottleneck: a full decoded queue means processing is slow, a full processed queu
 
 The loop knows nothing about faces: `process_batch(frames) -> frames` takes and returns lists of upright RGB
 uint8 H×W×3 frames in order, so the real swapper, an identity or a test's box-painter plug in alike.
+A process_batch that needs lookahead (keypoint smoothing over the next frames) has a `flush()` attribute: it
+may then hand back fewer frames than it was given, always the oldest ones it still holds, in order, and the
+loop calls flush() once at the end of the stream for the rest.
 """
 
+import collections
 import queue
 import sys
 import threading
@@ -237,23 +241,42 @@ def _process_all(decoded, processed, peaks, process_batch, batch, stop, encode_s
     """The calling thread's stage: batches in, processed batches out. Returns its busy seconds."""
     seconds = 0.0
     finished = False
+    flush = getattr(process_batch, "flush", None)
+    held: collections.deque = collections.deque()     # decoded frames whose output is still to come
     while not finished:
         frames, finished = _next_batch(decoded, batch, stop)
         if encode_stage.error is not None:
             raise encode_stage.error
-        if not frames:
-            break
-        start = time.perf_counter()
-        rgb = [f.rgb for f in frames]
-        out = process_batch(rgb)
-        _check_batch(rgb, out)
-        seconds += time.perf_counter() - start
-        if not _put(processed, [(f.pts, o) for f, o in zip(frames, out)], stop):
+        if frames:
+            start = time.perf_counter()
+            held.extend(frames)
+            out = process_batch([f.rgb for f in frames])
+            ready = _take_ready(held, frames, out, flush is not None)
+            seconds += time.perf_counter() - start
+            if ready and not _put(processed, ready, stop):
+                break
+        if finished and flush is not None:        # the lookahead's last frames
+            start = time.perf_counter()
+            ready = _take_ready(held, list(held), flush(), False)
+            seconds += time.perf_counter() - start
+            if ready and not _put(processed, ready, stop):
+                break
+        if not frames and not held:
             break
         peaks["processed"].sample()
         bar.update(written[0])
     _put(processed, _DONE, stop)
     return seconds
+
+
+def _take_ready(held: collections.deque, given: list, out, may_hold: bool) -> list:
+    """Pair process_batch's outputs with the oldest held frames' times. Without lookahead (no flush()) it
+    must answer every frame it was given; with it, any number up to all it holds."""
+    if not may_hold or len(out) > len(held):
+        _check_batch([f.rgb for f in given], out)
+    ready = [held.popleft() for _ in range(len(out))]
+    _check_batch([f.rgb for f in ready], out)
+    return [(f.pts, o) for f, o in zip(ready, out)]
 
 
 def _next_batch(decoded: queue.Queue, batch: int, stop: threading.Event):

@@ -1,0 +1,337 @@
+"""The video swap: ImageSwapper's stages run over whole batches of frames, with faces tracked between frames.
+
+Why it differs from calling ImageSwapper.swap per frame:
+- Batching: one detector call per batch (over the frames due for detection), one generator call for every
+  swapped face of every frame released in a call, one landmark call likewise. GPUs want big batches.
+- Tracking: with --detect-every K only every K-th frame is detected; in between each face keeps the keypoints
+  of its last detection. A light tracker (box IoU, else keypoint distance) gives each face a track id, so the
+  --target-face decision needs one ArcFace embedding per track (at its birth), not one per face per frame.
+  Which face goes with which target is then settled per frame from those stored embeddings with the image
+  rule, so a frame without faces cannot shift targets from one face to another (GHOST's multi-target lists,
+  indexed by position, could).
+- Smoothing (GHOST's): keypoints are averaged over a centred window of up to ±2 frames of the same run
+  (runtime/smoothing.py). The window needs 2 frames of lookahead, so the swapper holds back up to 2 frames
+  across batches and `flush()` releases them at the end; the loop pairs outputs with frames in order.
+  A 5-frame window around frame i gives exactly the value of smoothing the whole track: the shrinking window
+  only ever looks 2 frames into the run on either side.
+- The mask's erode/blur choice is made on the first swapped frame of each track run and reused for the run,
+  so the mask edge does not flicker.
+Frames with nothing to swap are handed back as the very arrays that came in (bit-identical).
+"""
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ghostrt.errors import GhostError
+from ghostrt.runtime import align, blend, landmarks, mask, match
+from ghostrt.runtime import smoothing as keypoint_smoothing
+from ghostrt.runtime.pipeline import Nets, StageTimer
+from ghostrt.runtime.types import Face
+
+MIN_IOU = 0.3            # boxes overlapping this much in consecutive detections are the same face ...
+MAX_KPS_DISTANCE = 0.5   # ... or keypoints within this many face sizes (mean over the five points)
+LOOKAHEAD = keypoint_smoothing.HALF_WIDTH
+
+
+# ------------------------------------------------------------------------------------------------ tracking
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(float(w), 0.0) * max(float(h), 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / float(union) if union > 0 else 0.0
+
+
+def keypoint_distance(a: Face, b: Face) -> float:
+    """Mean distance of the five keypoints, in units of a's face size (sqrt of its box area)."""
+    size = max(np.sqrt(a.area), 1.0)
+    return float(np.linalg.norm(np.asarray(a.kps) - np.asarray(b.kps), axis=1).mean()) / size
+
+
+class FaceTracker:
+    """Track ids for faces across detections: greedy pairing of the previous detection's faces with the new
+    ones, closest keypoints first. A face not found again ends its track (a new id if it comes back)."""
+
+    def __init__(self):
+        self.faces: dict[int, Face] = {}    # live tracks: id -> face at its last detection, detection order
+        self.next_id = 0
+
+    def update(self, detected: list[Face]) -> tuple[dict[int, Face], list[int]]:
+        """New detections -> ({track id: face} in detection order, ids of the tracks born here)."""
+        old = list(self.faces.items())
+        pairs = []
+        for i, (_, prev) in enumerate(old):
+            for j, face in enumerate(detected):
+                dist = keypoint_distance(prev, face)
+                if box_iou(prev.box, face.box) >= MIN_IOU or dist <= MAX_KPS_DISTANCE:
+                    pairs.append((dist, i, j))
+        taken_old, assigned = set(), {}
+        for _, i, j in sorted(pairs):
+            if i not in taken_old and j not in assigned:
+                taken_old.add(i)
+                assigned[j] = old[i][0]
+        born = []
+        for j in range(len(detected)):
+            if j not in assigned:
+                assigned[j] = self.next_id
+                born.append(self.next_id)
+                self.next_id += 1
+        self.faces = {assigned[j]: face for j, face in enumerate(detected)}
+        return dict(self.faces), born
+
+    def carry(self) -> dict[int, Face]:
+        """The faces of a frame that is not detected: every live track where it was last seen."""
+        return dict(self.faces)
+
+
+# ------------------------------------------------------------------------------------------ batch limits
+
+def profile_max_batch(executor) -> int | None:
+    """Largest batch an executor accepts: a TensorRT engine's profile maximum (4 unless built with another
+    --max-batch); None (no limit) for ONNX Runtime and anything without an engine."""
+    engine = getattr(executor, "engine", None)
+    if engine is None or not hasattr(engine, "get_tensor_profile_shape"):
+        return None
+    return min(int(engine.get_tensor_profile_shape(name, 0)[2][0]) for name in executor.input_names)
+
+
+def run_chunked(executor, feeds: dict[str, np.ndarray], limit: int | None) -> dict[str, np.ndarray]:
+    """executor.run over axis 0 in chunks of at most `limit` (one call when it fits), outputs concatenated."""
+    total = len(next(iter(feeds.values())))
+    if limit is None or total <= limit:
+        return executor.run(feeds)
+    parts = [executor.run({k: v[start:start + limit] for k, v in feeds.items()}) for start in range(0, total, limit)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+# ---------------------------------------------------------------------------------------------- the books
+
+@dataclass
+class FrameRecord:
+    """One frame on its way through: its pixels until released, its faces (raw keypoints) per track, and
+    which run of its track each face belongs to (runs split where smoothing splits them)."""
+
+    index: int
+    frame: np.ndarray | None
+    faces: dict[int, Face]
+    runs: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class PlannedFace:
+    """One face to swap in a released frame."""
+
+    slot: int                   # position of its frame in the release list
+    track: int
+    run: int
+    kps: np.ndarray             # (5, 2) keypoints used for alignment (smoothed when smoothing is on)
+    identity: np.ndarray        # (512,) raw source embedding to put in
+
+
+def choose_faces(faces: dict[int, Face], embeddings: dict[int, np.ndarray], sources: np.ndarray,
+                 targets: np.ndarray | None, rule: str, threshold: float) -> list[tuple[int, np.ndarray]]:
+    """[(track id, identity)] to swap in one frame: ImageSwapper's rule, on the tracks' stored embeddings."""
+    ids = list(faces)
+    if not ids:
+        return []
+    if targets is None or len(targets) == 0:
+        identity = match.average_identity(sources)
+        return [(ids[i], identity) for i in match.select_faces([faces[t] for t in ids], rule)]
+    found = match.match_faces(np.stack([embeddings[t] for t in ids]), targets, threshold)
+    best: dict[int, match.Match] = {}
+    for m in found:               # two targets may pick the same face: the closer one keeps it
+        if m.face_index not in best or m.cosine > best[m.face_index].cosine:
+            best[m.face_index] = m
+    paired = len(sources) == len(targets)
+    average = None if paired else match.average_identity(sources)
+    return [(ids[m.face_index], sources[m.target_index] if paired else average)
+            for m in sorted(best.values(), key=lambda m: m.target_index)]
+
+
+# -------------------------------------------------------------------------------------------- the swapper
+
+class VideoSwapper:
+    """process_batch(frames) -> frames for video_loop.swap_video: stateful, in order, with `flush()`.
+
+    `sources`: raw source embeddings (S×512); `targets`: --target-face embeddings (T×512) or None."""
+
+    def __init__(self, nets: Nets, sources: np.ndarray, targets: np.ndarray | None = None,
+                 faces: str = "largest", similarity: float = match.DEFAULT_THRESHOLD, batch: int = 8,
+                 detect_every: int = 1, smoothing: bool = True, timer: StageTimer | None = None):
+        if faces not in match.FACE_RULES:
+            raise GhostError(f"--faces {faces}: choose from {', '.join(match.FACE_RULES)}")
+        if detect_every < 1:
+            raise GhostError(f"--detect-every {detect_every}: must be at least 1")
+        if batch < 1:
+            raise GhostError(f"--batch {batch}: must be at least 1")
+        self.nets = nets
+        self.sources = np.asarray(sources, np.float32).reshape(-1, 512)
+        self.targets = None if targets is None or len(targets) == 0 else np.asarray(targets, np.float32)
+        self.faces_rule = faces
+        self.similarity = float(similarity)
+        self.batch = batch
+        self.detect_every = detect_every
+        self.lookahead = LOOKAHEAD if smoothing else 0
+        self.timer = timer or StageTimer()
+        self.limits = {name: profile_max_batch(getattr(nets, name)) for name in ("arcface", "generator", "landmarks")}
+        detector = nets.detector
+        if getattr(detector, "max_batch", 0) is None:     # the detector chunks by itself once told its limit
+            detector.max_batch = profile_max_batch(getattr(detector, "executor", None))
+        self.tracker = FaceTracker()
+        self.pending: deque[FrameRecord] = deque()       # frames waiting for their smoothing window
+        self.history: deque[FrameRecord] = deque(maxlen=LOOKAHEAD)   # released frames' keypoints only
+        self.embeddings: dict[int, np.ndarray] = {}       # track id -> raw ArcFace embedding (targets only)
+        self.run_count: dict[int, int] = {}                # track id -> its current run number
+        self.mask_params: dict[tuple[int, int], mask.MaskParams] = {}
+        self.frames_seen = 0
+        self.frames_swapped = 0
+        self.faces_swapped = 0
+
+    def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        return self.process_batch(frames)
+
+    # ------------------------------------------------------------------------------------------ streaming
+
+    def process_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Take a batch, hand back every frame whose smoothing window is now complete (oldest first)."""
+        self._admit(list(frames))
+        ready = []
+        while self.pending and self.pending[0].index < self.frames_seen - self.lookahead:
+            ready.append(self.pending.popleft())
+        return self._release(ready)
+
+    def flush(self) -> list[np.ndarray]:
+        """End of the video: the held frames, whose windows end with the stream."""
+        ready = list(self.pending)
+        self.pending.clear()
+        return self._release(ready)
+
+    def _admit(self, frames: list[np.ndarray]) -> None:
+        """Detect (one call for the due frames), track, embed the newborn tracks (one call), record."""
+        first = self.frames_seen
+        due = [k for k in range(len(frames)) if (first + k) % self.detect_every == 0]
+        detections = {}
+        if due:
+            with self.timer.stage("detect"):
+                found = self.nets.detector.detect([frames[k] for k in due])
+            detections = dict(zip(due, found))
+        newborn = []                          # (track id, frame, face) of each track born in this batch
+        for k, frame in enumerate(frames):
+            if k in detections:
+                faces, born = self.tracker.update(detections[k])
+                newborn += [(tid, frame, faces[tid]) for tid in born]
+            else:
+                faces = self.tracker.carry()
+            record = FrameRecord(first + k, frame, faces)
+            self._assign_runs(record)
+            self.pending.append(record)
+        self.frames_seen += len(frames)
+        if self.targets is not None and newborn:
+            with self.timer.stage("align"):
+                crops = np.stack([align.align_batch(frame, [face])[0][0] for _, frame, face in newborn])
+            with self.timer.stage("embed"):
+                embs = run_chunked(self.nets.arcface, {"face": align.crops_to_arcface(crops)},
+                                   self.limits["arcface"])["embedding"]
+            for (tid, _, _), emb in zip(newborn, embs):
+                self.embeddings[tid] = emb
+
+    def _assign_runs(self, record: FrameRecord) -> None:
+        """A face continues its track's run unless it was absent from the previous frame or jumped."""
+        previous = self.pending[-1] if self.pending else (self.history[-1] if self.history else None)
+        for tid, face in record.faces.items():
+            prev = previous.faces.get(tid) if previous is not None else None
+            if prev is None or keypoint_smoothing.is_jump(np.asarray(prev.kps, np.float64),
+                                                          np.asarray(face.kps, np.float64)):
+                self.run_count[tid] = self.run_count.get(tid, -1) + 1
+            record.runs[tid] = self.run_count[tid]
+
+    def _smoothed_kps(self, record: FrameRecord, window: list[FrameRecord], centre: int, tid: int) -> np.ndarray:
+        if self.lookahead == 0:
+            return np.asarray(record.faces[tid].kps, np.float32)
+        track = [r.faces[tid].kps if tid in r.faces else None for r in window]
+        return keypoint_smoothing.smooth_tracks(track)[centre]
+
+    def _plan(self, ready: list[FrameRecord]) -> list[PlannedFace]:
+        """Which faces of the released frames to swap, with which identity and which keypoints."""
+        planned = []
+        known = list(self.history) + ready + list(self.pending)    # consecutive frames, oldest first
+        for slot, record in enumerate(ready):
+            at = len(self.history) + slot       # the window: frames index−2 … index+2, where they exist
+            window = known[max(0, at - LOOKAHEAD):at + LOOKAHEAD + 1]
+            centre = at - max(0, at - LOOKAHEAD)
+            chosen = choose_faces(record.faces, self.embeddings, self.sources, self.targets, self.faces_rule,
+                                  self.similarity)
+            for tid, identity in chosen:
+                planned.append(PlannedFace(slot, tid, record.runs[tid],
+                                           self._smoothed_kps(record, window, centre, tid),
+                                           np.asarray(identity, np.float32).reshape(512)))
+        return planned
+
+    # --------------------------------------------------------------------------------------- the swapping
+
+    def _release(self, ready: list[FrameRecord]) -> list[np.ndarray]:
+        """Swap the faces of the released frames in one batch per net and paste them back, frame by frame."""
+        if not ready:
+            return []
+        planned = self._plan(ready)
+        outputs = [record.frame for record in ready]
+        if planned:
+            self._swap(ready, planned, outputs)
+        for record in ready:              # keep the keypoints for the next windows, drop the pixels
+            record.frame = None
+            self.history.append(record)
+        self._forget_ended_tracks()
+        return outputs
+
+    def _swap(self, ready: list[FrameRecord], planned: list[PlannedFace], outputs: list[np.ndarray]) -> None:
+        with self.timer.stage("align"):
+            Ms, _ = align.estimate_norm_batch(np.stack([p.kps for p in planned]))
+            crops = np.stack([align.warp_crop(ready[p.slot].frame, M) for p, M in zip(planned, Ms)])
+        with self.timer.stage("swap"):
+            out = run_chunked(self.nets.generator, {"target": align.crops_to_generator(crops),
+                                                    "source_embedding": np.stack([p.identity for p in planned])},
+                              self.limits["generator"])
+            swapped = align.generator_to_crops(out["swapped"])
+        # the target's landmarks only choose the mask params: needed on a run's first swapped frame alone
+        firsts = {}
+        for k, p in enumerate(planned):
+            if (p.track, p.run) not in self.mask_params:
+                firsts.setdefault((p.track, p.run), k)
+        choose = list(firsts.values())
+        with self.timer.stage("landmarks"):
+            both = np.concatenate([swapped, crops[choose]])
+            raw = run_chunked(self.nets.landmarks, {"face": landmarks.crops_to_landmark_input(both)},
+                              self.limits["landmarks"])["landmarks"]
+            points = landmarks.decode_landmarks(raw)
+        target_points = dict(zip(choose, points[len(planned):]))
+        with self.timer.stage("mask"):
+            masks = []
+            for k, p in enumerate(planned):
+                key = (p.track, p.run)
+                face_mask, params = mask.ghost_mask(points[k], target_points.get(k), params=self.mask_params.get(key))
+                self.mask_params.setdefault(key, params)
+                masks.append(face_mask)
+        with self.timer.stage("blend"):
+            for k, p in enumerate(planned):
+                if outputs[p.slot] is ready[p.slot].frame:
+                    outputs[p.slot] = ready[p.slot].frame.copy()
+                    self.frames_swapped += 1
+                blend.paste_back(outputs[p.slot], swapped[k], masks[k], Ms[k], out=outputs[p.slot])
+        self.faces_swapped += len(planned)
+
+    def _forget_ended_tracks(self) -> None:
+        """Drop the books of tracks no frame can mention again (bounded memory on long videos)."""
+        alive = set(self.tracker.faces)
+        runs = {(tid, self.run_count[tid]) for tid in alive}
+        for record in list(self.history) + list(self.pending):
+            alive.update(record.faces)
+            runs.update(record.runs.items())
+        for tid in [t for t in self.embeddings if t not in alive]:
+            del self.embeddings[tid]
+        for tid in [t for t in self.run_count if t not in alive]:
+            del self.run_count[tid]
+        for key in [k for k in self.mask_params if k not in runs]:
+            del self.mask_params[key]
