@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.ghostrt-setup
 
-.PHONY: setup test test-slow demo clean
+.PHONY: setup test test-slow demo device-bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test-slow: setup
 
 demo: setup
 	$(PY) -m ghostrt.cli demo --out-dir demo
+
+# On a lent GPU machine (device tool): bash bench/device/run.sh ; results under $$OUT.
+device-bench:
+	DEVICE_BENCH_PYTHON=$(if $(wildcard $(PY)),$(PY),python3) bash bench/device/run.sh
 
 clean:
 	rm -rf demo out build *.egg-info
