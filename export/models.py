@@ -5,13 +5,13 @@ otherwise; a sidecar JSON beside it records where it came from and its parity nu
 import torch itself, so callers on the runtime side can check freshness cheaply.
 """
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 from ghostrt import __version__
 from ghostrt.atomic import atomic_path
+from ghostrt.checksum import sha256_file
 from ghostrt.errors import GhostError
 
 MODELS = ("generator", "arcface", "detector", "landmarks")
@@ -55,14 +55,6 @@ def _fingerprint(model: str, weights: Path | None, num_blocks: int) -> dict:
             "ghostrt": __version__}
 
 
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sidecar_path(onnx_path: Path) -> Path:
     return onnx_path.with_name(onnx_path.name + ".json")
 
@@ -99,7 +91,7 @@ def ensure_onnx(model: str, weights_dir=None, onnx_dir=DEFAULT_ONNX_DIR, num_blo
     row = export_one(model, weights, out, num_blocks=num_blocks)
     if row is not None:
         log("  parity " + row.line())
-    record = {"fingerprint": fingerprint, "standin": standin, "onnx_sha256": sha256_of(out),
+    record = {"fingerprint": fingerprint, "standin": standin, "onnx_sha256": sha256_file(out),
               "parity": asdict(row) if row is not None else None}
     with atomic_path(sidecar_path(out)) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ghostrt import __version__
 from ghostrt.atomic import atomic_path
+from ghostrt.checksum import sha256_file
 from ghostrt.errors import GhostError, file_error
 
 DEFAULT_ENGINES_DIR = Path("engines")
@@ -49,14 +50,6 @@ class EngineKey:
 def _plain(value):
     """Tuples → lists, recursively, so a key read back from JSON compares equal to the one computed."""
     return json.loads(json.dumps(value))
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def engine_paths(engines_dir, key: EngineKey) -> tuple[Path, Path]:

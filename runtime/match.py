@@ -78,3 +78,19 @@ def select_faces(faces: Sequence[Face], rule: str = "largest") -> list[int]:
         return list(range(len(faces)))
     areas = [f.area for f in faces]
     return [int(np.argmax(areas))]
+
+
+def assign_to_targets(face_embs: np.ndarray, sources: np.ndarray, targets: np.ndarray,
+                      threshold: float = DEFAULT_THRESHOLD) -> list[tuple[int, np.ndarray, int, float]]:
+    """[(face index, identity, target index, cosine)] in target order.
+
+    Two targets may pick the same face: the closer one keeps it. Source i goes to target i when there are as
+    many sources as targets; otherwise the sources are averaged into one identity for every target."""
+    best: dict[int, Match] = {}
+    for m in match_faces(face_embs, targets, threshold):
+        if m.face_index not in best or m.cosine > best[m.face_index].cosine:
+            best[m.face_index] = m
+    paired = len(sources) == len(targets)
+    average = None if paired else average_identity(sources)
+    return [(m.face_index, sources[m.target_index] if paired else average, m.target_index, m.cosine)
+            for m in sorted(best.values(), key=lambda m: m.target_index)]

@@ -126,15 +126,7 @@ class ImageSwapper:
         with self.timer.stage("embed"):
             face_embs = embed_crops(self.nets.arcface, crops)
         with self.timer.stage("match"):
-            found = match.match_faces(face_embs, targets, self.similarity)
-        best: dict[int, match.Match] = {}
-        for m in found:          # two targets may pick the same face: the closer one keeps it
-            if m.face_index not in best or m.cosine > best[m.face_index].cosine:
-                best[m.face_index] = m
-        paired = len(sources) == len(targets)
-        average = None if paired else match.average_identity(sources)
-        return [(m.face_index, sources[m.target_index] if paired else average, m.target_index, m.cosine)
-                for m in sorted(best.values(), key=lambda m: m.target_index)]
+            return match.assign_to_targets(face_embs, sources, targets, self.similarity)
 
     def swap(self, frame: np.ndarray, sources: np.ndarray, targets: np.ndarray | None = None) -> SwapResult:
         """`sources`: raw source embeddings (S×512); `targets`: target-face embeddings (K×512) or None."""

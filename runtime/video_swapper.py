@@ -140,15 +140,8 @@ def choose_faces(faces: dict[int, Face], embeddings: dict[int, np.ndarray], sour
     if targets is None or len(targets) == 0:
         identity = match.average_identity(sources)
         return [(ids[i], identity) for i in match.select_faces([faces[t] for t in ids], rule)]
-    found = match.match_faces(np.stack([embeddings[t] for t in ids]), targets, threshold)
-    best: dict[int, match.Match] = {}
-    for m in found:               # two targets may pick the same face: the closer one keeps it
-        if m.face_index not in best or m.cosine > best[m.face_index].cosine:
-            best[m.face_index] = m
-    paired = len(sources) == len(targets)
-    average = None if paired else match.average_identity(sources)
-    return [(ids[m.face_index], sources[m.target_index] if paired else average)
-            for m in sorted(best.values(), key=lambda m: m.target_index)]
+    chosen = match.assign_to_targets(np.stack([embeddings[t] for t in ids]), sources, targets, threshold)
+    return [(ids[face], identity) for face, identity, _, _ in chosen]
 
 
 # -------------------------------------------------------------------------------------------- the swapper

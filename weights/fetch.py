@@ -4,7 +4,6 @@ GHOST publishes no checksums, so trust is established on first use: the size the
 what arrived, and the sha256 recorded then (weights/fetched.json) must match on every later fetch or verify.
 """
 
-import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ghostrt.atomic import atomic_path
+from ghostrt.checksum import sha256_file
 from ghostrt.errors import GhostError
 
 MANIFEST = Path(__file__).with_name("manifest.json")
@@ -30,14 +30,6 @@ class OfficialFile:
 def official_files(manifest=MANIFEST) -> list[OfficialFile]:
     data = json.loads(Path(manifest).read_text())
     return [OfficialFile(f["name"], f["model"], f["url"], f.get("num_blocks")) for f in data["files"]]
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_record(path: Path) -> dict:
