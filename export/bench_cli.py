@@ -26,7 +26,7 @@ import numpy as np
 
 from ghostrt.errors import GhostError
 
-BACKENDS = ("auto", "ort", "trt", "trt-rtx", "openvino")
+BACKENDS = ("auto", "ort", "trt", "trt-rtx")
 PRECISIONS = ("fp32", "fp16", "int8")
 USED_MODELS = ("generator", "arcface", "landmarks")
 STANDIN_BANNER = "!! STAND-IN (untrained) weights: timings are real, swaps are not"
@@ -82,9 +82,6 @@ def check_options(args) -> None:
         raise GhostError(f"--warmup {args.warmup}: must be 0 or more")
     if args.threads is not None and args.threads < 1:
         raise GhostError(f"--threads {args.threads}: must be at least 1")
-    if args.backend == "openvino":
-        raise GhostError("--backend openvino: ghostrt.runtime.executors has no OpenVINO executor yet; "
-                         "use ort, trt or trt-rtx")
 
 
 # ------------------------------------------------------------------------------------------------- inputs

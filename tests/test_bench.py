@@ -214,7 +214,7 @@ def test_standin_weights_are_marked(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--batch", "1,x"], ["--frames", "0"],
-                                  ["--frame-size", "64x64"], ["--backend", "openvino"]])
+                                  ["--frame-size", "64x64"]])
 def test_bad_options_are_one_line_errors(argv, tmp_path):
     args = _parse(["bench", "--out-dir", str(tmp_path), *argv])
     with pytest.raises(GhostError):
