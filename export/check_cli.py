@@ -1,0 +1,198 @@
+"""`ghostrt check`: make the FP16 or INT8 ONNX of each net, measure it against FP32 on real photos, apply the
+gate, and record the numbers (merged per model and precision) in bench/fidelity.json."""
+
+import datetime
+import json
+import os
+import platform
+from dataclasses import fields, replace
+from pathlib import Path
+
+from ghostrt.atomic import atomic_path
+from ghostrt.errors import GhostError
+
+ALL_MODELS = ("generator", "arcface", "detector", "landmarks", "retinaface")
+DEFAULT_OUT = Path("bench/fidelity.json")
+DEFAULT_CALIBRATION = Path("calibration/sets/default.npz")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check", help="measure FP16/INT8 fidelity against FP32 and apply the gate",
+        description="Build the FP16 (AutoCast, normalisation FP32) or INT8 (ModelOpt Q/DQ; trained nets get the "
+                    "accuracy-gated fallback) ONNX of each net, compare with FP32 on ONNX Runtime CPU over real "
+                    "photos, print the numbers and exit 2 when a gate is missed.")
+    parser.add_argument("--precision", choices=("fp16", "int8"), required=True)
+    parser.add_argument("--models", default=",".join(ALL_MODELS),
+                        help=f"comma-separated, from {','.join(ALL_MODELS)} (default: all)")
+    parser.add_argument("--weights-dir", type=Path, default=None, help="weights (default: resolved as for export)")
+    parser.add_argument("--onnx-dir", type=Path, default=Path("engines/onnx"), help="FP32 and variant ONNX folder")
+    parser.add_argument("--calibration", type=Path, default=DEFAULT_CALIBRATION,
+                        help=f"calibration set (.npz; built with `ghostrt calibrate` defaults if missing; "
+                             f"default {DEFAULT_CALIBRATION})")
+    parser.add_argument("--methods", default="entropy,max", help="INT8 calibration methods to compare")
+    parser.add_argument("--calibration-samples", type=int, default=None, metavar="N",
+                        help="use at most N calibration samples per net (memory: the calibrator keeps every "
+                             "sample's activations; default: all)")
+    parser.add_argument("--gate", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one gate threshold, e.g. detector_iou=0.9 (names: "
+                             + ", ".join(f.name for f in fields(_gates()["fp16"])) + ")")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"fidelity JSON (default {DEFAULT_OUT})")
+    parser.add_argument("--accept-fidelity", action="store_true", help="record a missed gate but exit 0")
+    parser.set_defaults(func=run)
+
+
+def _gates():
+    from ghostrt.export.fidelity import GATES
+
+    return GATES
+
+
+def parse_models(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in models if m not in ALL_MODELS]
+    if unknown or not models:
+        raise GhostError(f"--models: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {','.join(ALL_MODELS)}")
+    return models
+
+
+def parse_gate(precision: str, overrides) -> "Gate":
+    gate = _gates()[precision]
+    names = {f.name for f in fields(gate)}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if name not in names:
+            raise GhostError(f"--gate {item}: unknown threshold; choose from {', '.join(sorted(names))}")
+        try:
+            gate = replace(gate, **{name: float(value)})
+        except ValueError:
+            raise GhostError(f"--gate {item}: {value!r} is not a number") from None
+    return gate
+
+
+def machine_info() -> dict:
+    import numpy
+    import onnx
+    import onnxruntime
+    import polygraphy
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+        modelopt = version("nvidia-modelopt")
+    except Exception:  # metadata lookups raise several types; the number is informative only
+        modelopt = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "polygraphy": polygraphy.__version__,
+            "nvidia-modelopt": modelopt,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def merge_results(path: Path, rows: list[dict], machine: dict) -> dict:
+    """Update bench/fidelity.json in place: results[model][precision] = row (other entries are kept)."""
+    data = {"results": {}}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise GhostError(f"{path}: not valid JSON; move it away or fix it") from None
+    results = data.setdefault("results", {})
+    for row in rows:
+        results.setdefault(row["model"], {})[row["precision"]] = {**row, "machine": machine}
+    data["machine"] = machine
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    return data
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _summary(row: dict) -> str:
+    t = row["task"]
+    if row["model"] == "generator":
+        return f"PSNR min {t['psnr_db_min']:.2f} dB"
+    if row["model"] == "arcface":
+        return f"cosine min {t['embedding_cosine_min']:.5f}"
+    if row["model"] == "landmarks":
+        return f"point err max {100 * t['point_error_iod_max']:.3f} % IOD"
+    return (f"faces {t['faces_found']}/{t['faces_fp32']}  IoU min {t['box_iou_min']:.3f}  "
+            f"kps max {t['kps_px_max']:.2f} px / {100 * t['kps_iod_max']:.2f} % IOD")
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'model':<11} {'prec':<5} {'raw rel err':>11} {'raw cos':>9}  {'task numbers':<60} verdict")
+    for row in rows:
+        verdict = ("pass" if row["passed"] else "FAIL") if row["gate_applied"] else row["weights"]
+        extra = f"  INT8 {row['precision_plan']['int8_coverage_pct']:.1f} % MACs" \
+            if "int8_coverage_pct" in row.get("precision_plan", {}) else ""
+        print(f"{row['model']:<11} {row['precision']:<5} {row['raw']['max_rel_error']:>11.3e} "
+              f"{row['raw']['min_cosine']:>9.6f}  {_summary(row) + extra:<60} {verdict}")
+    if rows:
+        print(f"runner: {rows[0]['runner']}")
+
+
+def check_model(model: str, precision: str, gate, args, log=print) -> dict:
+    from ghostrt.export import fidelity, precision as variants
+    from ghostrt.export.models import ensure_onnx, read_sidecar
+
+    fp32 = ensure_onnx(model, weights_dir=args.weights_dir, onnx_dir=args.onnx_dir, log=log)
+    untrained = bool((read_sidecar(fp32) or {}).get("standin", False))
+    variant = Path(args.onnx_dir) / f"{model}.{precision}.onnx"
+    embed = None
+    if model == "generator":
+        from ghostrt.calibration.cli import arcface_embedder
+
+        embed = arcface_embedder(args.weights_dir, args.onnx_dir)
+    reference = fidelity.validation_reference(model, fp32, embed)
+    calibration = args.calibration if Path(args.calibration).is_file() else None
+    quantization = None
+    if precision == "fp16":
+        variants.make_fp16_onnx(fp32, variant, model, calibration)
+        quantization = {"fp32_nodes": variants.fp32_nodes(variant)}
+    elif untrained:
+        _, quantization = variants.make_int8_onnx(fp32, variant, model, _calibration(args, model, log),
+                                                  max_samples=args.calibration_samples)
+    else:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        quantization = variants.quantize_with_fallback(
+            fp32, variant, model, _calibration(args, model, log), gate, methods=methods, reference=reference,
+            cache_dir=Path(args.onnx_dir) / "sensitivity", log=log)
+    row = fidelity.fidelity_row(model, precision, reference, variant, untrained, gate)
+    if quantization is not None:
+        row["precision_plan"] = {k: v for k, v in quantization.items() if k != "numbers"}
+    return row
+
+
+def _calibration(args, model: str, log) -> Path:
+    path = Path(args.calibration)
+    if not path.is_file():
+        from ghostrt.calibration.cli import build
+
+        log(f"calibration set {path} missing: building it from the packaged photos")
+        build(path, weights_dir=args.weights_dir, embed=model == "generator")
+    return path
+
+
+def run(args) -> int:
+    models = parse_models(args.models)
+    gate = parse_gate(args.precision, args.gate)
+    rows = [check_model(model, args.precision, gate, args) for model in models]
+    print_table(rows)
+    merge_results(Path(args.out), rows, machine_info())
+    print(f"wrote {args.out}")
+    missed = [r for r in rows if r["gate_applied"] and not r["passed"]]
+    if missed and not args.accept_fidelity:
+        detail = "; ".join(f"{r['model']} {r['precision']}: {', '.join(r['failures'])}" for r in missed)
+        raise GhostError(f"{args.out}: fidelity gate missed ({detail}); pass --accept-fidelity to keep going")
+    return 0
