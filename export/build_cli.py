@@ -15,7 +15,8 @@ def run(args) -> int:
 
     build_models(args.models, args.precision, backend=args.backend, max_batch=args.max_batch,
                  opt_batch=args.opt_batch, weights_dir=args.weights_dir, engines_dir=args.engines_dir,
-                 onnx_dir=args.onnx_dir, calibration_npz=args.calibration, rtx_target=args.rtx_target)
+                 onnx_dir=args.onnx_dir, calibration_npz=args.calibration, rtx_target=args.rtx_target,
+                 accept_fidelity=args.accept_fidelity)
     return 0
 
 
@@ -42,4 +43,6 @@ def register(sub) -> None:
     p.add_argument("--calibration", default=None, metavar="NPZ",
                    help="calibration set from `ghostrt calibrate` (default: calibration/sets/default.npz); "
                         "INT8 needs it, FP16 uses it when present")
+    p.add_argument("--accept-fidelity", action="store_true",
+                   help="keep (and allow loading) an FP16/INT8 engine that misses the fidelity gate")
     p.set_defaults(func=run)

@@ -143,45 +143,62 @@ def print_table(rows: list[dict]) -> None:
 
 
 def check_model(model: str, precision: str, gate, args, log=print) -> dict:
-    from ghostrt.export import fidelity, precision as variants
-    from ghostrt.export.models import ensure_onnx, read_sidecar
+    from ghostrt.export.models import ensure_onnx
 
     fp32 = ensure_onnx(model, weights_dir=args.weights_dir, onnx_dir=args.onnx_dir, log=log)
-    untrained = bool((read_sidecar(fp32) or {}).get("standin", False))
     variant = Path(args.onnx_dir) / f"{model}.{precision}.onnx"
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    return make_variant(model, precision, fp32, variant, gate, args.weights_dir, args.onnx_dir, args.calibration,
+                        methods=methods, calibration_samples=args.calibration_samples, log=log)
+
+
+def make_variant(model: str, precision: str, fp32: Path, variant: Path, gate, weights_dir, onnx_dir, calibration,
+                 methods=("entropy", "max"), calibration_samples=None, log=print) -> dict:
+    """Write the FP16 / INT8 ONNX of `fp32` to `variant` and measure it: the one path `check` and `build` share,
+    so an engine is built from exactly the graph whose numbers were gated. Returns the fidelity row, with the
+    quantization plan under "precision_plan". Trained INT8 nets get the accuracy-gated fallback."""
+    from ghostrt.export import fidelity, precision as variants
+    from ghostrt.export.models import read_sidecar
+
+    untrained = bool((read_sidecar(fp32) or {}).get("standin", False))
     embed = None
     if model == "generator":
         from ghostrt.calibration.cli import arcface_embedder
 
-        embed = arcface_embedder(args.weights_dir, args.onnx_dir)
+        embed = arcface_embedder(weights_dir, onnx_dir)
     reference = fidelity.validation_reference(model, fp32, embed)
-    calibration = args.calibration if Path(args.calibration).is_file() else None
-    quantization = None
+    calibration = Path(calibration) if calibration is not None else DEFAULT_CALIBRATION
     if precision == "fp16":
-        variants.make_fp16_onnx(fp32, variant, model, calibration)
+        variants.make_fp16_onnx(fp32, variant, model, calibration if calibration.is_file() else None)
         quantization = {"fp32_nodes": variants.fp32_nodes(variant)}
     elif untrained:
-        _, quantization = variants.make_int8_onnx(fp32, variant, model, _calibration(args, model, log),
-                                                  max_samples=args.calibration_samples)
+        _, quantization = variants.make_int8_onnx(fp32, variant, model,
+                                                  _calibration(calibration, weights_dir, model, log),
+                                                  max_samples=calibration_samples)
     else:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         quantization = variants.quantize_with_fallback(
-            fp32, variant, model, _calibration(args, model, log), gate, methods=methods, reference=reference,
-            cache_dir=Path(args.onnx_dir) / "sensitivity", log=log)
+            fp32, variant, model, _calibration(calibration, weights_dir, model, log), gate, methods=list(methods),
+            reference=reference, cache_dir=Path(onnx_dir) / "sensitivity", log=log)
     row = fidelity.fidelity_row(model, precision, reference, variant, untrained, gate)
-    if quantization is not None:
-        row["precision_plan"] = {k: v for k, v in quantization.items() if k != "numbers"}
+    row["precision_plan"] = {k: v for k, v in quantization.items() if k != "numbers"}
     return row
 
 
-def _calibration(args, model: str, log) -> Path:
-    path = Path(args.calibration)
+def _calibration(path, weights_dir, model: str, log) -> Path:
+    path = Path(path)
     if not path.is_file():
         from ghostrt.calibration.cli import build
 
         log(f"calibration set {path} missing: building it from the packaged photos")
-        build(path, weights_dir=args.weights_dir, embed=model == "generator")
+        build(path, weights_dir=weights_dir, embed=model == "generator")
     return path
+
+
+def gate_verdict(row: dict) -> str | None:
+    """None when the row passes (or no gate applies); else one line with the numbers that missed."""
+    if not row.get("gate_applied") or row.get("passed"):
+        return None
+    return f"{row['model']} {row['precision']} misses the fidelity gate: {'; '.join(map(str, row['failures']))}"
 
 
 def run(args) -> int:

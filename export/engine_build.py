@@ -28,15 +28,21 @@ def fp32_onnx(model: str, weights_dir, onnx_dir, log=print) -> Path:
     return ensure_onnx(model, weights_dir=weights_dir, onnx_dir=onnx_dir, log=log)
 
 
-def convert_precision(src: Path, dst: Path, model: str, precision: str, calibration_npz) -> dict | None:
-    """Write the precision variant of `src` to `dst`; returns the recipe that goes into the engine key.
-    FP16 uses the calibration set when there is one (AutoCast's overflow check), INT8 needs it."""
-    from ghostrt.export import precision as converters
-    if precision == "fp16":
-        converters.make_fp16_onnx(src, dst, model, calibration_npz)
-        return {"method": "autocast fp16", "calibrated": calibration_npz is not None}
-    _, report = converters.make_int8_onnx(src, dst, model, calibration_npz)
-    return report
+def convert_precision(src: Path, dst: Path, model: str, precision: str, calibration_npz,
+                      weights_dir=None) -> tuple[dict, dict]:
+    """Write the precision variant of `src` to `dst` through the same path as `ghostrt check` (trained INT8 nets
+    get the accuracy-gated fallback) and measure it. Returns (recipe for the engine key, fidelity row)."""
+    from ghostrt.export.check_cli import make_variant
+    from ghostrt.export.fidelity import GATES
+
+    row = make_variant(model, precision, src, dst, GATES[precision], weights_dir, src.parent, calibration_npz)
+    plan = row.get("precision_plan", {})
+    recipe = {"precision": precision, **{k: v for k, v in plan.items() if k in RECIPE_FIELDS}}
+    return recipe, row
+
+
+RECIPE_FIELDS = ("method", "chosen_method", "chosen_ranking", "calibration_samples", "high_precision_layers",
+                 "int8_coverage_pct", "fp32_nodes")
 
 
 def converter_sha256() -> str:
@@ -52,11 +58,13 @@ def default_calibration_npz() -> Path:
 
 # ----------------------------------------------------------------------------------------- the variants
 
-def precision_onnx(src: Path, precision: str, model: str, calibration_npz=None, log=print) -> tuple[Path, dict | None]:
-    """(ONNX to build from, quantization recipe). Reuses the variant while its sidecar's inputs still match."""
+def precision_onnx(src: Path, precision: str, model: str, calibration_npz=None, weights_dir=None,
+                   log=print) -> tuple[Path, dict | None, dict | None]:
+    """(ONNX to build from, quantization recipe, fidelity row). Reuses the variant while its sidecar's inputs
+    still match; the fidelity row measured when it was made travels with it into the engine manifest."""
     src = Path(src)
     if precision == "fp32":
-        return src, None
+        return src, None, None
     if precision not in PRECISIONS:
         raise GhostError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     dst = src.with_name(f"{src.stem}.{precision}.onnx")
@@ -65,21 +73,20 @@ def precision_onnx(src: Path, precision: str, model: str, calibration_npz=None, 
     if precision == "int8" and (calibration_npz is None or not Path(calibration_npz).is_file()):
         raise file_error(calibration_npz or "(no calibration set given)",
                          "INT8 calibration set not found; make it with `ghostrt calibrate`")
-    if calibration_npz is not None and not Path(calibration_npz).is_file():
-        calibration_npz = None                # FP16 without a calibration set: AutoCast uses random inputs
-    if calibration_npz is not None:
+    if calibration_npz is not None and Path(calibration_npz).is_file():
         inputs["calibration_sha256"] = engine_cache.sha256_file(calibration_npz)
     if dst.exists() and sidecar.exists():
         recorded = json.loads(sidecar.read_text())
         if recorded.get("inputs") == inputs and recorded.get("sha256") == engine_cache.sha256_file(dst):
-            return dst, recorded["recipe"]
-    log(f"{model:<10} {precision:<5} making {dst.name} from {src.name}")
-    recipe = convert_precision(src, dst, model, precision, calibration_npz)
+            return dst, recorded["recipe"], recorded.get("fidelity")
+    log(f"{model:<10} {precision:<5} making {dst.name} from {src.name} and measuring it against FP32")
+    recipe, row = convert_precision(src, dst, model, precision, calibration_npz, weights_dir)
     recipe = json.loads(json.dumps(recipe))   # must be plain JSON: it becomes part of the engine key
+    row = json.loads(json.dumps(row, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
     with atomic_path(sidecar) as tmp:
-        tmp.write_text(json.dumps({"inputs": inputs, "sha256": engine_cache.sha256_file(dst), "recipe": recipe},
-                                  indent=2) + "\n")
-    return dst, recipe
+        tmp.write_text(json.dumps({"inputs": inputs, "sha256": engine_cache.sha256_file(dst), "recipe": recipe,
+                                   "fidelity": row}, indent=2) + "\n")
+    return dst, recipe, row
 
 
 def profiles_for(onnx_path, max_batch: int, opt_batch: int | None = None) -> dict[str, tuple]:
@@ -164,7 +171,8 @@ def build_one(model: str, onnx_path, precision: str, backend: trt_backend.Backen
 
 def build_models(models, precision: str, backend: str = "auto", max_batch: int = DEFAULT_MAX_BATCH,
                  opt_batch: int | None = None, weights_dir=None, engines_dir=engine_cache.DEFAULT_ENGINES_DIR,
-                 onnx_dir=None, calibration_npz=None, rtx_target: str = "ampere+", log=print) -> list[BuildResult]:
+                 onnx_dir=None, calibration_npz=None, rtx_target: str = "ampere+", accept_fidelity: bool = False,
+                 log=print) -> list[BuildResult]:
     """`ghostrt build`: for each model, FP32 ONNX → precision variant → engine; one progress line per engine."""
     if precision not in PRECISIONS:
         raise GhostError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -178,10 +186,41 @@ def build_models(models, precision: str, backend: str = "auto", max_batch: int =
     results = []
     for model in models:
         source = fp32_onnx(model, weights_dir, onnx_dir, log=log)
-        onnx_path, recipe = precision_onnx(source, precision, model, calibration_npz, log=log)
+        onnx_path, recipe, fidelity = precision_onnx(source, precision, model, calibration_npz, weights_dir, log=log)
         result = build_one(model, onnx_path, precision, chosen, engines_dir, max_batch, opt_batch, recipe,
                            source_onnx=source, rtx_target=rtx_target, log=log)
-        log(result.line())
+        missed = None
+        if fidelity is not None:
+            from ghostrt.export.check_cli import gate_verdict
+
+            missed = gate_verdict(fidelity)
+            engine_cache.record_fidelity(result.manifest_path, {**_fidelity_summary(fidelity),
+                                                                "accepted": missed is None or accept_fidelity})
+        log(result.line() + (f"  fidelity: {_fidelity_summary(fidelity)['summary']}" if fidelity else ""))
+        if missed and not accept_fidelity:
+            raise GhostError(f"{result.manifest_path}: {missed}; the engine is recorded as not accepted and will "
+                             f"not be loaded (pass --accept-fidelity to accept it)")
         results.append(result)
     return results
 
+
+def _fidelity_summary(row: dict) -> dict:
+    """The gate's numbers as they go into the manifest (and `ghostrt engines`)."""
+    task = row.get("task", {})
+    if row["model"] == "generator":
+        summary = f"PSNR {task.get('psnr_db_min', float('nan')):.1f} dB"
+    elif row["model"] == "arcface":
+        summary = f"cos {task.get('embedding_cosine_min', float('nan')):.4f}"
+    elif row["model"] == "landmarks":
+        summary = f"pts {100 * task.get('point_error_iod_max', float('nan')):.2f}% IOD"
+    else:
+        summary = (f"faces {task.get('faces_found')}/{task.get('faces_fp32')} IoU {task.get('box_iou_min', 0):.3f} "
+                   f"kps {100 * task.get('kps_iod_max', 0):.1f}% IOD")
+    if not row.get("gate_applied"):
+        summary += " (untrained: numbers only)"
+    elif not row.get("passed"):
+        summary += " (GATE MISSED)"
+    return {"summary": summary, "gate_applied": row.get("gate_applied"), "passed": row.get("passed"),
+            "weights": row.get("weights"), "runner": row.get("runner"), "raw": row.get("raw"), "task": task,
+            "failures": row.get("failures", []),
+            "int8_coverage_pct": row.get("precision_plan", {}).get("int8_coverage_pct")}

@@ -147,6 +147,10 @@ def validate_for_run(manifest: dict, this_gpu, this_backend_version: str, onnx_s
     elif (manifest["target_gpu"], manifest["target_cc"]) != (this_gpu.name, this_cc):
         raise file_error(path, f"built for another GPU ({manifest['target_gpu']}, CC {manifest['target_cc']}), this "
                                f"GPU is {this_gpu.name} (CC {this_cc})" + rebuild)
+    fidelity = manifest.get("fidelity") or {}
+    if fidelity.get("accepted") is False:
+        raise file_error(path, f"missed the fidelity gate ({fidelity.get('summary', 'see its manifest')}) and was "
+                               "not accepted" + rebuild + " --accept-fidelity")
     if onnx_sha256 is not None and onnx_sha256 != manifest["onnx_sha256"]:
         raise file_error(path, "built from a different ONNX (its sha256 changed since)" + rebuild)
     if check_sha and sha256_file(path) != manifest["engine_sha256"]:

@@ -13,6 +13,8 @@ COLUMNS = ("engine", "model", "prec", "backend", "target", "batch", "MB", "build
 def _fidelity_text(fidelity: dict) -> str:
     if not fidelity:
         return "-"
+    if "summary" in fidelity:          # written by `ghostrt build` from the gate's row
+        return fidelity["summary"] + ("" if fidelity.get("accepted", True) else "  NOT ACCEPTED")
     parts = []
     for name, value in fidelity.items():
         if isinstance(value, float):

@@ -89,23 +89,11 @@ def _trt_choice(model_onnx: Path, backend_name: str, precision: str, engines_dir
     if gpu is None:
         raise GhostError(NO_GPU)
     backend = trt_backend.load_backend(backend_name)
-    model = model_onnx.stem
-    manifests = [m for m in engine_cache.list_manifests(engines_dir)
-                 if m.get("model") == model and m.get("precision") == precision and m.get("backend") == backend_name]
-    if not manifests:
-        raise GhostError(f"{engines_dir}: no {backend_name} {precision} engine for {model} "
-                         f"(run `ghostrt build --backend {backend_name} --precision {precision}`)")
     onnx_sha = engine_cache.sha256_file(model_onnx) if precision == "fp32" and model_onnx.is_file() else None
-    problems = []
-    for manifest in sorted(manifests, key=lambda m: m.get("created", ""), reverse=True):
-        try:
-            path = engine_cache.validate_for_run(manifest, gpu, backend.version, onnx_sha256=onnx_sha)
-        except GhostError as err:
-            problems.append(str(err))
-            continue
-        return Choice(trt_backend.TrtExecutor(path, backend), backend_name,
-                      f"{backend.title} {precision} engine {path.name} on {gpu.name}")
-    raise GhostError(problems[0])
+    path, _ = engine_cache.engine_for_run(engines_dir, model_onnx.stem, precision, backend_name, gpu,
+                                          backend.version, onnx_sha)
+    return Choice(trt_backend.TrtExecutor(path, backend), backend_name,
+                  f"{backend.title} {precision} engine {path.name} on {gpu.name}")
 
 
 def make_executor(model_onnx, backend: str = "auto", precision: str = "fp16", engines_dir=Path("engines"),

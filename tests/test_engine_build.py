@@ -98,9 +98,11 @@ def fp16_copy(src: Path, dst: Path) -> Path:
 def test_fp16_variant_by_the_real_converter_builds_strongly_typed(tmp_path, rtx):
     import onnx
 
+    from ghostrt.export.precision import make_fp16_onnx
+
     src = small_onnx(tmp_path / "small.onnx")
-    fp16, recipe = engine_build.precision_onnx(src, "fp16", "small", None, **QUIET)
-    assert fp16 == tmp_path / "small.fp16.onnx"
+    fp16 = make_fp16_onnx(src, tmp_path / "small.fp16.onnx", "small")
+    recipe = {"precision": "fp16", "method": "autocast"}
     assert onnx.TensorProto.FLOAT16 in {init.data_type for init in onnx.load(str(fp16)).graph.initializer}
     result = engine_build.build_one("small", fp16, "fp16", rtx, tmp_path, max_batch=2, quant_recipe=recipe,
                                     source_onnx=src, **QUIET)
@@ -114,18 +116,19 @@ def test_fp16_variant_by_the_real_converter_builds_strongly_typed(tmp_path, rtx)
 def test_precision_variant_is_reused_until_its_source_changes(tmp_path, monkeypatch):
     calls = []
 
-    def convert(src, dst, model, precision, calibration_npz):
+    def convert(src, dst, model, precision, calibration_npz, weights_dir=None):
         calls.append(src)
         fp16_copy(src, dst)
-        return {"method": "float16 test converter"}
+        return {"method": "float16 test converter"}, {"model": model, "passed": True, "psnr": len(calls)}
 
     monkeypatch.setattr(engine_build, "convert_precision", convert)
     monkeypatch.setattr(engine_build, "converter_sha256", lambda: "test-converter")
     src = small_onnx(tmp_path / "small.onnx")
-    first, recipe = engine_build.precision_onnx(src, "fp16", "small", **QUIET)
-    again, _ = engine_build.precision_onnx(src, "fp16", "small", **QUIET)
+    first, recipe, fidelity = engine_build.precision_onnx(src, "fp16", "small", **QUIET)
+    again, _, fidelity_again = engine_build.precision_onnx(src, "fp16", "small", **QUIET)
     assert first == again == tmp_path / "small.fp16.onnx" and len(calls) == 1
     assert recipe == {"method": "float16 test converter"}
+    assert fidelity == fidelity_again == {"model": "small", "passed": True, "psnr": 1}   # measured once, kept
     small_onnx(src, seed=3)
     engine_build.precision_onnx(src, "fp16", "small", **QUIET)
     assert len(calls) == 2

@@ -140,6 +140,15 @@ def test_record_fidelity_merges_and_keeps_the_engine_valid(built, rtx):
     assert engine_cache.find_engine(folder, engine_cache.key_from_manifest(m)) is not None
 
 
+def test_engine_that_missed_the_gate_unaccepted_is_never_loaded(built, rtx):
+    m = dict(fresh_manifest(built), fidelity={"summary": "PSNR 12.0 dB (GATE MISSED)", "accepted": False})
+    with pytest.raises(GhostError, match="missed the fidelity gate") as err:
+        engine_cache.validate_for_run(m, RTX_4090, rtx.version)
+    assert "\n" not in str(err.value) and "--accept-fidelity" in str(err.value)
+    m["fidelity"]["accepted"] = True
+    assert engine_cache.validate_for_run(m, RTX_4090, rtx.version) == engine_cache.engine_file(m)
+
+
 def test_unreadable_manifest_is_a_one_line_file_error(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text("{not json")
