@@ -148,8 +148,46 @@ def check_model(model: str, precision: str, gate, args, log=print) -> dict:
     fp32 = ensure_onnx(model, weights_dir=args.weights_dir, onnx_dir=args.onnx_dir, log=log)
     variant = Path(args.onnx_dir) / f"{model}.{precision}.onnx"
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    return make_variant(model, precision, fp32, variant, gate, args.weights_dir, args.onnx_dir, args.calibration,
-                        methods=methods, calibration_samples=args.calibration_samples, log=log)
+    row = make_variant(model, precision, fp32, variant, gate, args.weights_dir, args.onnx_dir, args.calibration,
+                       methods=methods, calibration_samples=args.calibration_samples, log=log)
+    engine = engine_numbers(model, precision, fp32, args)
+    if engine is not None:
+        row["engine"] = engine
+    return row
+
+
+def engine_numbers(model: str, precision: str, fp32: Path, args) -> dict | None:
+    """Where a GPU and a built engine exist, the same comparison with the engine as the test runner, so the
+    numbers cover what TensorRT did to the graph too. None (and nothing run) without a GPU."""
+    from ghostrt.runtime import engine_cache, trt_backend
+
+    gpu, _ = trt_backend.probe_gpu()
+    if gpu is None:
+        return None
+    from ghostrt.export import fidelity
+    from ghostrt.export.models import read_sidecar
+
+    backend = trt_backend.load_backend("auto")
+    engines_dir = Path(args.onnx_dir).parent
+    path, manifest = engine_cache.engine_for_run(engines_dir, model, precision, backend.name, gpu, backend.version)
+    reference = fidelity.validation_reference(model, fp32)
+    count = len(next(iter(reference.inputs.values())))
+    step = int(manifest.get("max_batch") or 1)
+    parts: dict[str, list] = {}
+    with trt_backend.TrtExecutor(path, backend) as runner:
+        for start in range(0, count, step):
+            out = runner.run({k: v[start:start + step] for k, v in reference.inputs.items()})
+            for name, value in out.items():
+                parts.setdefault(name, []).append(value.astype("float32"))
+    import numpy as np
+
+    outputs = {name: np.concatenate(values) for name, values in parts.items()}
+    untrained = bool((read_sidecar(fp32) or {}).get("standin", False))
+    numbers = reference.compare(None, outputs)
+    gate = fidelity.GATES[precision]
+    applied = not (untrained and precision == "int8")
+    return {"runner": f"{backend.title} engine {path.name} on {gpu.name} vs FP32 ONNX on ONNX Runtime CPU",
+            "failures": fidelity.gate_failures(model, numbers["task"], gate) if applied else [], **numbers}
 
 
 def make_variant(model: str, precision: str, fp32: Path, variant: Path, gate, weights_dir, onnx_dir, calibration,

@@ -142,3 +142,15 @@ def test_gate_overrides_are_checked():
         parse_gate("fp16", ["psnr=40"])
     with pytest.raises(GhostError, match="unknown"):
         parse_models("arcface,scrfd")
+
+
+def test_check_compares_engines_only_where_a_gpu_is_visible(tmp_path, monkeypatch):
+    """On a GPU machine `ghostrt check` also runs the built engine against FP32; with none it must not try."""
+    import argparse
+
+    from ghostrt.export.check_cli import engine_numbers
+    from ghostrt.runtime import trt_backend
+
+    monkeypatch.setattr(trt_backend, "probe_gpu", lambda: (None, "no GPU (test)"))
+    args = argparse.Namespace(onnx_dir=tmp_path / "onnx")
+    assert engine_numbers("arcface", "fp16", tmp_path / "onnx" / "arcface.onnx", args) is None
