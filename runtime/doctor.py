@@ -51,7 +51,10 @@ def report() -> list[tuple[str, str]]:
     torch = _package_version("torch")
     rows.append(("torch", f"{torch} (export side only)" if torch else "not installed (only `ghostrt export` needs it)"))
     choice, why = trt_backend.choose_auto(backends, gpu)
-    rows.append(("--backend auto", f"{choice.name}: {why}" if choice else f"none: {why}"))
+    rows.append(("build (auto)", f"{choice.name}: {why}" if choice else f"none: {why}"))
+    runs_engines = gpu is not None and choice is not None
+    rows.append(("swap (auto)", f"{choice.name} engines on {gpu.name} (when built; else ONNX Runtime CPU)"
+                 if runs_engines else "ONNX Runtime CPU: no GPU to run TensorRT engines on"))
     return rows
 
 

@@ -24,7 +24,8 @@ def test_doctor_runs_and_names_trt_rtx():
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert f"TensorRT-RTX {tensorrt_rtx_bindings.__version__}" in lines["trt-rtx"]
     assert lines["python"].split()[1] == ".".join(map(str, sys.version_info[:3]))
-    assert "--backend" in lines and ("trt-rtx" in lines["--backend"] or "trt:" in lines["--backend"])
+    assert "build" in lines and ("trt-rtx" in lines["build"] or "trt:" in lines["build"])
+    assert "swap" in lines and ("ONNX Runtime CPU" in lines["swap"] or "engines on" in lines["swap"])
     assert "onnxruntime" in lines and "CPUExecutionProvider" in lines["onnxruntime"]
     assert "gpu" in lines and "torch" in lines
 
