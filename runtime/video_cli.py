@@ -88,11 +88,11 @@ def _label_for(process) -> dict:
 
 
 def run_video(args, make_process) -> int:
-    from ghostrt.runtime import video_io, video_loop
+    from ghostrt.runtime import video_io, video_loop, video_writer
 
     _check_video_options(args)
     info = video_io.probe(args.target)                  # every file check before any net loads
-    video_io.plan_output(args.output, info, args.codec)
+    video_writer.plan_output(args.output, info, args.codec)
     process = make_process(args)
     try:
         summary = video_loop.swap_video(args.target, args.output, process, batch=args.batch, codec=args.codec,

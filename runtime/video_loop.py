@@ -19,7 +19,7 @@ import threading
 import time
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import video_io
+from ghostrt.runtime import video_io, video_writer
 
 QUEUE_BATCHES = 2              # batches each queue may hold
 PROGRESS_TTY_SECONDS = 0.5     # progress line refresh on a terminal
@@ -172,7 +172,7 @@ def swap_video(input, output, process_batch, batch: int = 8, codec: str = "libx2
         raise GhostError(f"--batch {batch}: must be at least 1")
     log = log or sys.stderr
     info = video_io.probe(input)
-    plan = video_io.plan_output(output, info, codec)
+    plan = video_writer.plan_output(output, info, codec)
     for warning in plan.warnings:
         print(f"ghostrt: warning: {warning}", file=log)
 
@@ -186,7 +186,7 @@ def swap_video(input, output, process_batch, batch: int = 8, codec: str = "libx2
     started = time.perf_counter()
     threads = []
     try:
-        with video_io.VideoWriter(output, info, codec=codec, crf=crf, label=label, plan=plan) as writer:
+        with video_writer.VideoWriter(output, info, codec=codec, crf=crf, label=label, plan=plan) as writer:
             threads = [
                 threading.Thread(target=_decode, args=(info, decoded, peaks["decoded"], stop, decode_stage),
                                  name="ghostrt-decode", daemon=True),

@@ -9,7 +9,7 @@ import pytest
 from skimage import data
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import video_io
+from ghostrt.runtime import video_io, video_writer
 
 SAMPLE_RATE = 16000
 TONE_HZ = 440.0
@@ -102,9 +102,9 @@ def audio_packet_times(path: Path) -> list[float]:
         return [float(p.pts * p.time_base) for p in c.demux(audio=0) if p.pts is not None]
 
 
-def copy_frames(info, output: Path, **writer_args) -> video_io.VideoWriter:
+def copy_frames(info, output: Path, **writer_args) -> video_writer.VideoWriter:
     """Identity: every decoded frame written back with its own pts."""
-    with video_io.VideoWriter(output, info, **writer_args) as writer:
+    with video_writer.VideoWriter(output, info, **writer_args) as writer:
         for frame in video_io.read_frames(info):
             writer.write(frame.rgb, frame.pts)
     return writer
@@ -236,7 +236,7 @@ def test_identity_copy_keeps_frames_rate_audio_and_label(tmp_path):
     # audio packets are copied, so the decoded samples are identical, not just close
     np.testing.assert_array_equal(audio_samples(out), audio_samples(clip))
     assert audio_packet_times(out) == pytest.approx(audio_packet_times(clip), abs=1e-4)
-    assert video_io.read_video_label(out) == label
+    assert video_writer.read_video_label(out) == label
     pixels_in = np.stack([f for _, f in decode_all(clip)]).astype(int)
     pixels_out = np.stack([f for _, f in decode_all(out)]).astype(int)
     assert np.abs(pixels_out - pixels_in).mean() < 2.0    # one more crf-18 generation
@@ -299,7 +299,7 @@ def test_mpeg4_codec_for_even_sizes_and_a_clear_error_for_odd_ones(tmp_path):
     assert len(decode_all(out)) == 6
     odd = video_io.probe(make_clip(tmp_path / "odd.mkv", frames=2, size=(161, 121), pix_fmt="yuv444p", audio=False))
     with pytest.raises(GhostError, match="odd size 161×121"):
-        video_io.plan_output(tmp_path / "odd_out.mp4", odd, codec="mpeg4")
+        video_writer.plan_output(tmp_path / "odd_out.mp4", odd, codec="mpeg4")
 
 
 def test_ten_bit_input_says_what_comes_out(tmp_path):
@@ -323,7 +323,7 @@ def test_subtitles_and_attachments_copied_to_mkv_and_dropped_with_warning_for_mp
         fonts = [(s.metadata.get("filename"), s.data) for s in c.streams if s.type == "attachment"]
     assert texts == [b"subtitle line 0", b"subtitle line 1"]
     assert fonts == [("font.ttf", b"not really a font " * 8)]
-    plan = video_io.plan_output(tmp_path / "out.mp4", info)
+    plan = video_writer.plan_output(tmp_path / "out.mp4", info)
     assert sorted(s.type for s in plan.dropped) == ["attachment", "subtitle"]
     assert all("dropped" in w for w in plan.warnings) and len(plan.warnings) == 2
     copy_frames(info, tmp_path / "out.mp4", plan=plan)
@@ -335,14 +335,14 @@ def test_subtitles_and_attachments_copied_to_mkv_and_dropped_with_warning_for_mp
 def test_bad_output_name_fails_before_work(tmp_path, name, words):
     info = video_io.probe(make_clip(tmp_path / "in.mp4", frames=4))
     with pytest.raises(GhostError, match=words):
-        video_io.plan_output(tmp_path / name, info)
+        video_writer.plan_output(tmp_path / name, info)
 
 
 def test_error_while_writing_leaves_no_file(tmp_path):
     info = video_io.probe(make_clip(tmp_path / "in.mp4", frames=8))
     out = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError):
-        with video_io.VideoWriter(out, info) as writer:
+        with video_writer.VideoWriter(out, info) as writer:
             for frame in video_io.read_frames(info):
                 writer.write(frame.rgb, frame.pts)
                 if frame.index == 3:
@@ -353,4 +353,4 @@ def test_error_while_writing_leaves_no_file(tmp_path):
 def test_unknown_codec_is_a_one_line_error(tmp_path):
     info = video_io.probe(make_clip(tmp_path / "in.mp4", frames=2, audio=False))
     with pytest.raises(GhostError, match="--codec nosuchcodec"):
-        video_io.plan_output(tmp_path / "out.mp4", info, codec="nosuchcodec")
+        video_writer.plan_output(tmp_path / "out.mp4", info, codec="nosuchcodec")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import video_io
+from ghostrt.runtime import video_io, video_writer
 from ghostrt.runtime.video_loop import swap_video
 from test_video_io import audio_samples, decode_all, frame_times, make_clip
 
@@ -44,7 +44,7 @@ def test_identity_keeps_frames_rate_duration_audio_and_label(tmp_path):
     assert back.duration == pytest.approx(info.duration, abs=0.05)
     assert frame_times(out) == pytest.approx(frame_times(clip), abs=1e-3)
     np.testing.assert_array_equal(audio_samples(out), audio_samples(clip))
-    assert video_io.read_video_label(out) == label
+    assert video_writer.read_video_label(out) == label
     assert set(summary["stages"]) == {"decode", "process", "encode"}
     assert 1 <= summary["peak_queue"]["decoded"] <= summary["queue_limits"]["decoded"]
 
@@ -175,7 +175,7 @@ def test_video_command_runs_the_process_and_labels_the_output(tmp_path, capsys):
                           "--detect-every", "2", "--no-progress")
     assert args.func(args) == 0
     assert built == [2] and len(decode_all(out)) == 10 and video_io.probe(out).frames == 10
-    label = video_io.read_video_label(out)
+    label = video_writer.read_video_label(out)
     assert label["tool"] == "ghostrt" and label["operation"] == "video face swap"
     assert "ghostrt swap video" in capsys.readouterr().out
 

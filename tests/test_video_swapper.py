@@ -24,7 +24,7 @@ from ghostrt.runtime.image_io import read_image
 from ghostrt.runtime.pipeline import ImageSwapper, Nets
 from ghostrt.runtime.provenance_label import make_label
 from ghostrt.runtime.types import Face
-from ghostrt.runtime.video_io import read_video_label
+from ghostrt.runtime.video_writer import read_video_label
 from ghostrt.runtime.video_loop import swap_video
 from ghostrt.runtime.video_swapper import FaceTracker, VideoSwapper, run_chunked
 from test_swap_image import GRACE, Recording, onnx_files, executors  # noqa: F401  (fixtures)
