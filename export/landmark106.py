@@ -30,7 +30,7 @@ class LandmarkNet:
     """What was loaded: a torch module built from the MXNet pair, or the ONNX file as it is."""
 
     source: Path
-    module: object | None = None  # ghostrt.export.mxnet_symbol.SymbolNet
+    module: object | None = None  # ghostrt.export.mxnet_net.SymbolNet
     onnx_path: Path | None = None
 
 
@@ -54,7 +54,8 @@ def load_landmarks(path) -> LandmarkNet:
 
 def _load_mxnet_pair(symbol_path: Path):
     from ghostrt.export.mxnet_params import read_params
-    from ghostrt.export.mxnet_symbol import SymbolNet, check_params, infer_shapes, read_symbol
+    from ghostrt.export.mxnet_net import SymbolNet
+    from ghostrt.export.mxnet_symbol import check_params, infer_shapes, read_symbol
 
     graph = read_symbol(symbol_path)
     if not any(node.op == "null" and node.name == DATA_NAME for node in graph.nodes):

@@ -11,7 +11,8 @@ from ghostrt.errors import GhostError
 from ghostrt.export.landmark106 import (SYMBOL_ASSET, export_landmarks, load_landmarks, sample_faces,
                                         standin_params, write_standin_landmarks)
 from ghostrt.export.mxnet_params import read_params, write_params
-from ghostrt.export.mxnet_symbol import BatchNormInference, ScalarOp, infer_shapes, read_symbol
+from ghostrt.export.mxnet_net import BatchNormInference, ScalarOp
+from ghostrt.export.mxnet_symbol import infer_shapes, read_symbol
 from ghostrt.export.onnx_io import export_module
 from ghostrt.export.parity import ort_session
 

@@ -9,7 +9,8 @@ import torch
 
 from ghostrt.errors import GhostError
 from ghostrt.export.mxnet_params import read_params, write_params
-from ghostrt.export.mxnet_symbol import infer_shapes, load_symbol_module, read_symbol
+from ghostrt.export.mxnet_net import load_symbol_module
+from ghostrt.export.mxnet_symbol import infer_shapes, read_symbol
 
 REPO = Path(__file__).resolve().parents[1]
 MXNET = REPO.parent / "shared" / "mxnet"
