@@ -20,17 +20,27 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "device" / "device_bench.py"
+BENCH = REPO / "bench" / "device"
+SCRIPT = BENCH / "device_bench.py"
 RUN_SH = REPO / "bench" / "device" / "run.sh"
 CUDA_SECTIONS = ("copies", "overlap", "graphs", "ort_cuda")
 
 
 def load_script():
-    """The script as a module, without running main() (its top level imports only stdlib and numpy)."""
+    """The script as a module, without running main() (its top level imports only stdlib, numpy and its sibling
+    modules). Run as a script its folder is sys.path[0]; here the folder is put there the same way."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location("device_bench_under_test", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_sibling(name: str):
+    """One of the script's sibling modules (plumbing, reference_timing, timing), imported as the script does."""
+    load_script()
+    return importlib.import_module(name)
 
 
 def run_sh(args, cwd, out=None, timeout=240):
@@ -87,7 +97,8 @@ def test_budget_stops_every_section_and_out_defaults_to_cwd(tmp_path):
 
 
 def _attribute_chains(pattern: str) -> set[str]:
-    return set(re.findall(pattern, SCRIPT.read_text()))
+    """Every match in the script and its sibling modules (the device runs all of them)."""
+    return {chain for path in sorted(BENCH.glob("*.py")) for chain in re.findall(pattern, path.read_text())}
 
 
 def _resolve(root, chain: str):
@@ -171,9 +182,9 @@ class FakeCudart:
 
 
 def test_copy_section_moves_bytes_both_ways_and_frees_everything():
-    script = load_script()
+    plumbing = load_sibling("plumbing")
     fake = FakeCudart()
-    result = script.section_copies(None, script.Budget(120), True, cudart=fake)
+    result = plumbing.section_copies(None, plumbing.Budget(120), True, cudart=fake)
     assert [row["buffer"] for row in result["results"]] == ["frame_1080p_rgb_uint8", "faces_40x3x256x256_float32"]
     assert result["results"][0]["bytes"] == 1080 * 1920 * 3
     for row in result["results"]:
@@ -188,11 +199,11 @@ def test_copy_section_moves_bytes_both_ways_and_frees_everything():
 # ------------------------------------------------------------------------------------------ pure helpers
 
 def test_overlap_percent_spans_serial_to_concurrent():
-    script = load_script()
-    assert script.overlap_percent(10.0, 4.0, 10.0) == 100.0      # the shorter job fully hidden
-    assert script.overlap_percent(10.0, 4.0, 14.0) == 0.0        # serialised
-    assert script.overlap_percent(10.0, 4.0, 12.0) == 50.0
-    assert script.overlap_percent(10.0, 4.0, 20.0) == 0.0        # slower together: clamped, not negative
+    plumbing = load_sibling("plumbing")
+    assert plumbing.overlap_percent(10.0, 4.0, 10.0) == 100.0    # the shorter job fully hidden
+    assert plumbing.overlap_percent(10.0, 4.0, 14.0) == 0.0      # serialised
+    assert plumbing.overlap_percent(10.0, 4.0, 12.0) == 50.0
+    assert plumbing.overlap_percent(10.0, 4.0, 20.0) == 0.0      # slower together: clamped, not negative
 
 
 def test_ort_cuda_runs_only_with_a_gpu_and_the_cuda_provider():
@@ -207,11 +218,11 @@ def test_ort_cuda_runs_only_with_a_gpu_and_the_cuda_provider():
 
 
 def test_stats_and_budget():
-    script = load_script()
-    st = script.stats_ms([3.0, 1.0, 2.0])
+    timing = load_sibling("timing")
+    st = timing.stats_ms([3.0, 1.0, 2.0])
     assert st["n"] == 3 and st["p50_ms"] == 2.0 and st["min_ms"] == 1.0
-    assert script.stats_ms([]) == {"n": 0}
-    assert script.Budget(0).expired() and not script.Budget(60).expired()
+    assert timing.stats_ms([]) == {"n": 0}
+    assert timing.Budget(0).expired() and not timing.Budget(60).expired()
 
 
 class TinyG(torch.nn.Module):
@@ -229,12 +240,12 @@ class TinyG(torch.nn.Module):
 
 
 def test_half_vs_float_compares_a_half_copy_and_leaves_the_float_net_alone():
-    script = load_script()
+    reference_timing = load_sibling("reference_timing")
     torch.manual_seed(0)
     net = TinyG().eval()
     inputs = {"target": np.random.default_rng(0).uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32),
               "z_id": np.random.default_rng(1).standard_normal((1, 8)).astype(np.float32)}
-    check = script.half_vs_float(torch, net, lambda batch: inputs, torch.device("cpu"))
+    check = reference_timing.half_vs_float(torch, net, lambda batch: inputs, torch.device("cpu"))
     assert check["net16"].conv.weight.dtype == torch.float16
     assert net.conv.weight.dtype == torch.float32                 # a copy was halved, not the reference
     assert check["finite"] is True
