@@ -20,8 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ghostrt.atomic import atomic_path
-from ghostrt.runtime import align, blend, landmarks, mask, match
-from ghostrt.runtime.pipeline import ImageSwapper, Nets, StageTimer, embed_crops
+from ghostrt.runtime.pipeline import ImageSwapper, Nets, StageTimer
 
 STAGES = ("decode", "detect", "align", "embed", "match", "swap", "landmarks", "mask", "blend", "encode")
 MODES = ("image", "webcam", "video", "file")
@@ -32,42 +31,12 @@ VERSIONED = (("ghostrt", "ghostrt"), ("torch", "torch"), ("onnxruntime", "onnxru
 
 # --------------------------------------------------------------------------------------- ghostrt, batched
 
-def swap_batch(nets: Nets, frames: Sequence[np.ndarray], sources: np.ndarray, targets: np.ndarray,
-               timer: StageTimer, threshold: float = match.DEFAULT_THRESHOLD) -> tuple[list[np.ndarray], int]:
-    """Video-style: every stage runs once over all faces of all `frames`. Returns (output frames, faces swapped).
-    Source k goes onto the face matching target k (one source: onto every matched face)."""
-    with timer.stage("detect"):
-        found = nets.detector.detect(list(frames))
-    with timer.stage("align"):
-        aligned = [align.align_batch(frame, faces) for frame, faces in zip(frames, found)]
-    with timer.stage("embed"):
-        all_crops = np.concatenate([crops for crops, _ in aligned])
-        embeddings = embed_crops(nets.arcface, all_crops)
-    picked = []                                   # (frame index, crop, M, identity)
-    with timer.stage("match"):
-        start = 0
-        for i, (crops, Ms) in enumerate(aligned):
-            for m in match.match_faces(embeddings[start:start + len(crops)], targets, threshold):
-                identity = sources[m.target_index] if len(sources) == len(targets) else sources[0]
-                picked.append((i, crops[m.face_index], Ms[m.face_index], identity))
-            start += len(crops)
-    outputs = [frame.copy() for frame in frames]
-    if not picked:
-        return outputs, 0
-    crops = np.stack([p[1] for p in picked])
-    with timer.stage("swap"):
-        out = nets.generator.run({"target": align.crops_to_generator(crops),
-                                  "source_embedding": np.stack([p[3] for p in picked]).astype(np.float32)})
-        swapped = align.generator_to_crops(out["swapped"])
-    with timer.stage("landmarks"):
-        raw = nets.landmarks.run({"face": landmarks.crops_to_landmark_input(np.concatenate([swapped, crops]))})
-        points = landmarks.decode_landmarks(raw["landmarks"])
-    with timer.stage("mask"):
-        masks, _ = mask.ghost_masks(points[:len(picked)], points[len(picked):])
-    with timer.stage("blend"):
-        for (i, _, M, _), crop, face_mask in zip(picked, swapped, masks):
-            blend.paste_back(outputs[i], crop, face_mask, M, out=outputs[i])
-    return outputs, len(picked)
+def video_swapper(nets: Nets, sources: np.ndarray, targets: np.ndarray, batch: int, timer: StageTimer):
+    """ghostrt's own video stage (runtime.video_swapper), as `ghostrt swap video` runs it: detection every
+    frame, smoothing off so a batch comes out at once (smoothing only shifts frames by two)."""
+    from ghostrt.runtime.video_swapper import VideoSwapper
+
+    return VideoSwapper(nets, sources, targets, batch=batch, detect_every=1, smoothing=False, timer=timer)
 
 
 def ghostrt_image_step(swapper: ImageSwapper, frame: np.ndarray, sources: np.ndarray, targets: np.ndarray):
@@ -80,7 +49,10 @@ def ghostrt_image_step(swapper: ImageSwapper, frame: np.ndarray, sources: np.nda
 
 def ghostrt_batch_step(nets: Nets, frames: Sequence[np.ndarray], sources: np.ndarray, targets: np.ndarray):
     def step(timer: StageTimer) -> int:
-        return swap_batch(nets, frames, sources, targets, timer)[1]
+        swapper = video_swapper(nets, sources, targets, len(frames), timer)
+        swapper.process_batch(list(frames))
+        swapper.flush()
+        return swapper.faces_swapped
     return step
 
 
@@ -108,18 +80,13 @@ def time_ghostrt_video(nets: Nets, clip, output, sources: np.ndarray, targets: n
 
     from ghostrt.runtime.video_loop import swap_video
 
-    timer, faces = StageTimer(), [0]
-
-    def process(frames):
-        outputs, swapped = swap_batch(nets, frames, sources, targets, timer)
-        faces[0] += swapped
-        return outputs
-
+    timer = StageTimer()
+    process = video_swapper(nets, sources, targets, batch, timer)
     summary = swap_video(clip, output, process, batch=batch, progress=False, log=io.StringIO())
     stage_ms = {"decode": [summary["stages"]["decode"] * 1000.0]}
     stage_ms.update({name: [seconds * 1000.0] for name, seconds in timer.seconds.items()})
     stage_ms["encode"] = [summary["stages"]["encode"] * 1000.0]
-    return {"stage_ms": stage_ms, "total_ms": [summary["seconds"] * 1000.0], "faces": [faces[0]],
+    return {"stage_ms": stage_ms, "total_ms": [summary["seconds"] * 1000.0], "faces": [process.faces_swapped],
             "frames": summary["frames"]}
 
 

@@ -255,8 +255,9 @@ class VideoSwapper:
             at = len(self.history) + slot       # the window: frames index−2 … index+2, where they exist
             window = known[max(0, at - LOOKAHEAD):at + LOOKAHEAD + 1]
             centre = at - max(0, at - LOOKAHEAD)
-            chosen = choose_faces(record.faces, self.embeddings, self.sources, self.targets, self.faces_rule,
-                                  self.similarity)
+            with self.timer.stage("match"):
+                chosen = choose_faces(record.faces, self.embeddings, self.sources, self.targets, self.faces_rule,
+                                      self.similarity)
             for tid, identity in chosen:
                 planned.append(PlannedFace(slot, tid, record.runs[tid],
                                            self._smoothed_kps(record, window, centre, tid),
