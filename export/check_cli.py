@@ -9,11 +9,11 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from ghostrt.atomic import atomic_path
+from ghostrt.calibration.cli import DEFAULT_OUT as DEFAULT_CALIBRATION
 from ghostrt.errors import GhostError
 
 ALL_MODELS = ("generator", "arcface", "detector", "landmarks", "retinaface")
 DEFAULT_OUT = Path("bench/fidelity.json")
-DEFAULT_CALIBRATION = Path("calibration/sets/default.npz")
 
 
 def register(subparsers) -> None:
