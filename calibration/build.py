@@ -21,7 +21,7 @@ import numpy as np
 
 from ghostrt.atomic import atomic_path
 from ghostrt.errors import GhostError, file_error
-from ghostrt.runtime import detect, retinaface_model
+from ghostrt.runtime import align, detect, landmarks, retinaface_model
 
 # ONNX input names per net (the exporters' names) and what each array holds.
 NET_INPUTS = {
@@ -32,11 +32,6 @@ NET_INPUTS = {
     "landmarks": ("face",),                        # N×3×192×192 RGB 0–255
 }
 CROP = 224
-# GHOST's frontal template (T3), 112 scale; doubled for the 224 crop. See MODELS.md "Alignment".
-FRONTAL_112 = np.array([[39.730, 51.138], [72.270, 51.138], [56.000, 68.493],
-                        [42.463, 87.010], [69.537, 87.010]], np.float32)
-INTER_OCULAR_224 = float(np.linalg.norm(FRONTAL_112[1] - FRONTAL_112[0]) * 2)
-LANDMARK_WARP = np.array([[0.5714286, 0, 32], [0, 0.5714286, 32]], np.float32)   # 224 crop → 192
 CALIBRATION_GAINS = (0.7, 1.3)       # lighting jitter for calibration; validation uses the untouched photos
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
@@ -135,15 +130,8 @@ def find_faces(image: np.ndarray) -> list:
 
 
 def align_crop(image: np.ndarray, kps: np.ndarray) -> np.ndarray:
-    """224 aligned crop: least-squares similarity fit of the five keypoints to the frontal template.
-    (A stand-in for ghostrt.runtime.align until it lands; swap this one call.)"""
-    from skimage.transform import SimilarityTransform
-
-    fit = SimilarityTransform.from_estimate(np.asarray(kps, np.float64), FRONTAL_112.astype(np.float64) * 2)
-    if not fit:
-        raise GhostError(f"similarity fit of the keypoints failed: {fit}")
-    return cv2.warpAffine(image, fit.params[:2].astype(np.float32), (CROP, CROP), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    """224 aligned crop exactly as the runtime makes it (GHOST's best-of-five templates)."""
+    return align.align_crop(image, kps)[0]
 
 
 def face_crops(image: np.ndarray) -> list[np.ndarray]:
@@ -153,21 +141,15 @@ def face_crops(image: np.ndarray) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------------- per-net preprocessing
 
 def arcface_face(crop: np.ndarray) -> np.ndarray:
-    """224 → 112 bilinear with align_corners=True (output pixel i samples input i·223/111), then [-1, 1]."""
-    s = (CROP - 1) / 111.0
-    small = cv2.warpAffine(crop, np.array([[s, 0, 0], [0, s, 0]], np.float32), (112, 112),
-                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-    return (small.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+    return align.crops_to_arcface(crop[None])[0]
 
 
 def generator_target(crop: np.ndarray) -> np.ndarray:
-    big = cv2.resize(crop, (256, 256), interpolation=cv2.INTER_LINEAR)
-    return (big.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+    return align.crops_to_generator(crop[None])[0]
 
 
 def landmarks_face(crop: np.ndarray) -> np.ndarray:
-    warped = cv2.warpAffine(crop, LANDMARK_WARP, (192, 192), flags=cv2.INTER_LINEAR)
-    return warped.astype(np.float32).transpose(2, 0, 1)
+    return landmarks.crops_to_landmark_input(crop[None])[0]
 
 
 def detector_canvas(frame: np.ndarray) -> np.ndarray:
@@ -313,8 +295,8 @@ def build_calibration_set(out, source=None, embed=None) -> dict:
         "frames": [tag for tag, _ in frames],
         "transforms": ["horizontal flip", f"lighting gain {CALIBRATION_GAINS}",
                        "3x3 and 4x4 grids of face-centred squares (zoom 0.8-1.4, random flip)"],
-        "pipeline": "RetinaFace (ghostrt.runtime.detect, threshold 0.6) -> similarity fit to GHOST frontal "
-                    "template at 224 -> per-net preprocessing",
+        "pipeline": "RetinaFace (ghostrt.runtime.detect, threshold 0.6) -> ghostrt.runtime.align (GHOST's "
+                    "best-of-five templates, 224) -> the runtime's per-net preprocessing",
         "count": counts,
         "arrays": {k: {"shape": list(v.shape), "stored_dtype": str(stored[k].dtype)} for k, v in arrays.items()},
     }
