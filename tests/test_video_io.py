@@ -162,15 +162,20 @@ def _truncated_index_first(tmp_path):
     return cut
 
 
+def _mux_tone(out) -> None:
+    """A 0.2 s mono AAC tone as one more stream of `out`."""
+    sound = out.add_stream("aac", rate=SAMPLE_RATE)
+    sound.layout = "mono"
+    chunk = av.AudioFrame.from_ndarray(tone(0.2)[None], format="flt", layout="mono")
+    chunk.sample_rate, chunk.pts = SAMPLE_RATE, 0
+    out.mux(sound.encode(chunk))
+    out.mux(sound.encode(None))
+
+
 def _audio_only(tmp_path):
     path = tmp_path / "tone.m4a"
     with av.open(str(path), "w") as out:
-        sound = out.add_stream("aac", rate=SAMPLE_RATE)
-        sound.layout = "mono"
-        chunk = av.AudioFrame.from_ndarray(tone(0.2)[None], format="flt", layout="mono")
-        chunk.sample_rate, chunk.pts = SAMPLE_RATE, 0
-        out.mux(sound.encode(chunk))
-        out.mux(sound.encode(None))
+        _mux_tone(out)
     return path
 
 
@@ -188,12 +193,7 @@ def _zero_frames(tmp_path, name="empty_track.mkv", with_audio=False):
         video = out.add_stream("libx264", rate=24)
         video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
         if with_audio:
-            sound = out.add_stream("aac", rate=SAMPLE_RATE)
-            sound.layout = "mono"
-            chunk = av.AudioFrame.from_ndarray(tone(0.2)[None], format="flt", layout="mono")
-            chunk.sample_rate, chunk.pts = SAMPLE_RATE, 0
-            out.mux(sound.encode(chunk))
-            out.mux(sound.encode(None))
+            _mux_tone(out)
         out.start_encoding()
     return path
 
