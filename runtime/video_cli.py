@@ -60,15 +60,6 @@ def add_webcam_parser(swap_subparsers, make_process, add_common=None):
     return p
 
 
-def process_from_swapper(swapper, sources, targets=None):
-    """process_batch over pipeline.ImageSwapper.swap, one frame at a time (every frame detected afresh); a
-    swapper that batches frames and tracks faces between detections replaces this in make_process."""
-    def process_batch(frames):
-        return [swapper.swap(frame, sources, targets).frame for frame in frames]
-
-    return process_batch
-
-
 def _check_video_options(args) -> None:
     if args.batch < 1:
         raise GhostError(f"--batch {args.batch}: must be at least 1")

@@ -222,22 +222,3 @@ def test_real_ctrl_c_leaves_no_output(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "finished" not in out and "not written" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
-
-
-def test_process_from_swapper_hands_each_frame_with_the_identities(tmp_path):
-    from types import SimpleNamespace
-
-    from ghostrt.runtime.video_cli import process_from_swapper
-
-    seen = []
-
-    class FakeSwapper:
-        def swap(self, frame, sources, targets=None):
-            seen.append((sources, targets))
-            return SimpleNamespace(frame=paint_box([frame])[0])
-
-    clip = make_clip(tmp_path / "in.mp4", frames=6, audio=False)
-    out = tmp_path / "out.mp4"
-    swap_video(clip, out, process_from_swapper(FakeSwapper(), "S", "T"), batch=4, progress=False)
-    assert seen == [("S", "T")] * 6
-    assert len(decode_all(out)) == 6
