@@ -1,8 +1,9 @@
 """Executors run one network each and know tensors by name, nothing about faces.
 
-ONNX Runtime (CPU provider) is the fallback that always works; TensorRT / TensorRT-RTX engines are used when a
-CUDA GPU, the backend's libraries and a valid cached engine all exist. `make_executor` makes that choice and
-says why, so the swap summary can tell the user which backend really ran.
+TensorRT / TensorRT-RTX engines are used when a CUDA GPU, the backend's libraries and a valid cached engine all
+exist; otherwise OpenVINO on the CPU when it is installed (compiled once per machine, cached beside the
+engines); otherwise ONNX Runtime's CPU provider, the fallback that always works. `make_executor` makes that
+choice and says why, so the swap summary can tell the user which backend really ran.
 """
 
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ import numpy as np
 
 from ghostrt.errors import GhostError, file_error
 
-BACKENDS = ("auto", "ort", "trt", "trt-rtx")
-PRECISIONS = ("fp16", "int8", "fp32")
-NO_GPU = "no CUDA GPU: TensorRT engines need one; use --backend ort"
+BACKENDS = ("auto", "ort", "openvino", "trt", "trt-rtx")
+PRECISIONS = ("fp16", "bf16", "int8", "fp32")
+NO_GPU = "no CUDA GPU: TensorRT engines need one; use --backend openvino or ort"
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -96,9 +97,40 @@ def _trt_choice(model_onnx: Path, backend_name: str, precision: str, engines_dir
                   f"{backend.title} {precision} engine {path.name} on {gpu.name}")
 
 
+def _openvino_choice(model_onnx: Path, precision: str, engines_dir: Path, threads: int | None,
+                     strict: bool) -> Choice:
+    """OpenVINO for this model. FP32 is compiled on first use (no gate needed); bf16 (asked for as bf16, or as
+    fp16, which CPUs do not run) and INT8 need a blob `ghostrt build --backend openvino` compiled and gated.
+    strict (--backend openvino): a missing gated blob is an error; under auto it falls back to FP32 and says so."""
+    from ghostrt.runtime import openvino_backend as ovb
+
+    ov = ovb.load_openvino()
+    cpu = ovb.probe_cpu(ov.Core())
+    wanted = "bf16" if precision in ("fp16", "bf16") else precision
+    note = ""
+    if wanted != "fp32":
+        if not cpu.supports(wanted):
+            if strict and precision != "fp16":
+                raise GhostError(f"--precision {precision}: this CPU ({cpu.name}) has no "
+                                 f"{ovb.CAPABILITY[wanted]} support in OpenVINO ({', '.join(cpu.capabilities)})")
+            note = f"; {wanted} unsupported on this CPU ({', '.join(cpu.capabilities)})"
+        else:
+            try:
+                path, _ = ovb.blob_for_run(engines_dir, model_onnx.stem, wanted)
+                return Choice(ovb.OpenVinoExecutor(path, threads), "openvino",
+                              f"OpenVINO {wanted} {path.name} on {cpu.name}")
+            except GhostError as err:
+                if strict and precision != "fp16":
+                    raise
+                note = f"; no usable {wanted} model ({err})"
+    path, _, _ = ovb.compile_blob(model_onnx.stem, model_onnx, "fp32", engines_dir, log=lambda *_: None)
+    return Choice(ovb.OpenVinoExecutor(path, threads), "openvino", f"OpenVINO fp32 on {cpu.name}{note}")
+
+
 def make_executor(model_onnx, backend: str = "auto", precision: str = "fp16", engines_dir=Path("engines"),
                   threads: int | None = None) -> Choice:
-    """auto → TensorRT-RTX or TensorRT when a GPU, the backend and a valid cached engine exist, else ORT."""
+    """auto → TensorRT-RTX or TensorRT when a GPU, the backend and a valid cached engine exist, else OpenVINO
+    when installed, else ONNX Runtime."""
     if backend not in BACKENDS:
         raise GhostError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -106,6 +138,8 @@ def make_executor(model_onnx, backend: str = "auto", precision: str = "fp16", en
     model_onnx, engines_dir = Path(model_onnx), Path(engines_dir)
     if backend in ("trt", "trt-rtx"):
         return _trt_choice(model_onnx, backend, precision, engines_dir)
+    if backend == "openvino":
+        return _openvino_choice(model_onnx, precision, engines_dir, threads, strict=True)
     if backend == "auto":
         reasons = []
         for candidate in ("trt", "trt-rtx"):
@@ -115,9 +149,12 @@ def make_executor(model_onnx, backend: str = "auto", precision: str = "fp16", en
                 reasons.append(str(err))
                 if str(err) == NO_GPU:
                     break
-        if not reasons or reasons[0] == NO_GPU:
-            reason = "ONNX Runtime CPU (no CUDA GPU)"
-        else:
-            reason = f"ONNX Runtime CPU (no usable TensorRT engine: {reasons[0]})"
-        return Choice(OrtExecutor(model_onnx, threads), "ort", reason)
+        why = "no CUDA GPU" if not reasons or reasons[0] == NO_GPU else f"no usable TensorRT engine: {reasons[0]}"
+        try:
+            choice = _openvino_choice(model_onnx, precision, engines_dir, threads, strict=False)
+            choice.reason += f" ({why})"
+            return choice
+        except GhostError as err:
+            why += f"; {err}"
+        return Choice(OrtExecutor(model_onnx, threads), "ort", f"ONNX Runtime CPU ({why})")
     return Choice(OrtExecutor(model_onnx, threads), "ort", "ONNX Runtime CPU (--backend ort; runs the FP32 ONNX)")
