@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ghostrt.errors import GhostError
+from ghostrt.runtime.executors import BACKENDS, PRECISIONS
 
 DETECTORS = ("scrfd", "retinaface")
 USED_MODELS = ("generator", "arcface", "landmarks")
@@ -22,9 +23,13 @@ def _add_common(p) -> None:
                         "source i with --target-face i")
     p.add_argument("--target-face", action="append", type=Path, default=[],
                    help="photo of a face in the target to replace (repeatable); default: --faces rule")
-    p.add_argument("--backend", choices=("auto", "trt", "trt-rtx", "ort"), default="auto")
-    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
-                   help="engine precision for TensorRT backends (ONNX Runtime runs the FP32 ONNX)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto: TensorRT when a CUDA GPU and a valid built engine exist, else OpenVINO on the "
+                        "CPU when installed, else ONNX Runtime (the summary says which ran and why)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
+                   help="TensorRT: the engine's precision. OpenVINO: fp16/bf16 run a gated bf16 model on CPUs "
+                        "with BF16 (auto falls back to FP32, saying why), int8 a gated INT8 model, fp32 is "
+                        "compiled on first use. ONNX Runtime always runs the FP32 ONNX")
     p.add_argument("--detector", choices=DETECTORS, default=None,
                    help="default: scrfd when the official SCRFD weights exist, else retinaface")
     p.add_argument("--faces", choices=("largest", "all"), default="largest",
@@ -36,7 +41,7 @@ def _add_common(p) -> None:
                    help="engine cache; FP32 ONNX files live in its onnx/ folder")
     p.add_argument("--num-blocks", type=int, choices=(1, 2, 3), default=2,
                    help="AEI-Net generator blocks (G_unet_<n>block(s).pth; default 2, the main model)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO (default: all)")
 
 
 def register(subparsers) -> None:

@@ -1,13 +1,18 @@
 """`ghostrt doctor`: one screen answering "what will run here, and why": Python and ghostrt versions, the
-TensorRT backends found, the GPU and driver, ONNX Runtime and its providers, torch (export side only), and
-the backend `--backend auto` would pick. It never imports torch and needs no GPU."""
+TensorRT backends found, the GPU and driver, OpenVINO and what this CPU lets it run (bf16, INT8), ONNX Runtime
+and its providers, torch (export side only), and the backend `--backend auto` would pick. It never imports
+torch, needs no GPU and compiles nothing (OpenVINO is only asked for the CPU's properties)."""
 
 import importlib.metadata
 import platform
 import sys
+from pathlib import Path
 
 import ghostrt
-from ghostrt.runtime import trt_backend
+from ghostrt.errors import GhostError
+from ghostrt.runtime import openvino_backend, trt_backend
+
+VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def _package_version(name: str) -> str | None:
@@ -24,6 +29,49 @@ def _onnxruntime_line() -> str:
         return "not installed (pip install onnxruntime-gpu==1.24.4)"
     providers = ", ".join(onnxruntime.get_available_providers())
     return f"{onnxruntime.__version__}, providers built in: {providers} (GPU ones need a visible GPU)"
+
+
+def _cpuinfo_model_name() -> str:
+    """The CPU's name without OpenVINO (which reports it more briefly when installed)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown CPU"
+
+
+def _probe_cpu() -> tuple[openvino_backend.CpuInfo | None, str]:
+    """(this CPU as OpenVINO sees it, or None) and the openvino row's text."""
+    try:
+        cpu, version = openvino_backend.probe_cpu(), openvino_backend.version()
+    except GhostError:
+        return None, f"not installed (pip install {openvino_backend.PIN}); CPU runs fall back to ONNX Runtime"
+    return cpu, f"{version} (CPU plugin)"
+
+
+def _cpu_rows(cpu) -> list[tuple[str, str]]:
+    if cpu is None:
+        return [("cpu", f"{_cpuinfo_model_name()}; OpenVINO capabilities unknown (not installed)")]
+    isa = ", ".join(cpu.isa) or "no AVX2"
+    bf16 = ("yes: --precision fp16/bf16 run a gated bf16 model (ghostrt build --backend openvino "
+            "--precision bf16)" if cpu.supports("bf16")
+            else "no (needs AVX-512-BF16 or AMX): fp16/bf16 requests run FP32 on OpenVINO")
+    vnni = next((f for f in VNNI if f in cpu.isa), None)
+    int8 = (f"yes, {'with ' + vnni if vnni else 'without VNNI'} (a gated INT8 model from ghostrt build "
+            "--backend openvino --precision int8)" if cpu.supports("int8") else "no: INT8 runs FP32 here")
+    return [("cpu", f"{cpu.name}; ISA {isa}; OpenVINO capabilities {', '.join(cpu.capabilities)}"),
+            ("bf16 (cpu)", bf16), ("int8 (cpu)", int8)]
+
+
+def _swap_auto(gpu, choice, cpu) -> str:
+    """What `swap --backend auto` runs, in the order executors.make_executor tries."""
+    cpu_side = (f"OpenVINO on {cpu.name} (fp32{', bf16 when built and gated' if cpu.supports('bf16') else ''})"
+                if cpu is not None else "ONNX Runtime CPU (OpenVINO not installed)")
+    if gpu is not None and choice is not None:
+        return f"{choice.name} engines on {gpu.name} (when built; else {cpu_side})"
+    return f"{cpu_side}: no GPU to run TensorRT engines on" if gpu is None else \
+        f"{cpu_side}: no TensorRT backend to run engines on {gpu.name}"
 
 
 def report() -> list[tuple[str, str]]:
@@ -47,14 +95,15 @@ def report() -> list[tuple[str, str]]:
     cuda_python = _package_version("cuda-python") or _package_version("cuda-bindings")
     rows.append(("cuda-python", cuda_python or f"not installed (needed to run engines: pip install "
                                                f"{trt_backend.CUDA_PYTHON_PIN})"))
+    cpu, openvino_line = _probe_cpu()
+    rows.append(("openvino", openvino_line))
+    rows += _cpu_rows(cpu)
     rows.append(("onnxruntime", _onnxruntime_line()))
     torch = _package_version("torch")
     rows.append(("torch", f"{torch} (export side only)" if torch else "not installed (only `ghostrt export` needs it)"))
     choice, why = trt_backend.choose_auto(backends, gpu)
     rows.append(("build (auto)", f"{choice.name}: {why}" if choice else f"none: {why}"))
-    runs_engines = gpu is not None and choice is not None
-    rows.append(("swap (auto)", f"{choice.name} engines on {gpu.name} (when built; else ONNX Runtime CPU)"
-                 if runs_engines else "ONNX Runtime CPU: no GPU to run TensorRT engines on"))
+    rows.append(("swap (auto)", _swap_auto(gpu, choice, cpu)))
     return rows
 
 

@@ -142,7 +142,8 @@ def runtime_precisions(compiled) -> dict[str, int]:
 def validate_for_run(manifest: dict, cpu: CpuInfo, ov_version: str, onnx_sha256: str | None = None) -> Path:
     """Refuse, in one line naming the blob, one that was not compiled for this CPU and OpenVINO; return its path."""
     path = engine_cache.engine_file(manifest)
-    rebuild = f"; rebuild it with `ghostrt build --backend openvino --precision {manifest['precision']}`"
+    command = f"ghostrt build --backend openvino --precision {manifest['precision']}"
+    rebuild = f"; rebuild it with `{command}`"
     if not path.exists():
         raise file_error(path, "compiled model listed in its manifest is missing" + rebuild)
     if manifest["backend_version"] != ov_version:
@@ -154,7 +155,7 @@ def validate_for_run(manifest: dict, cpu: CpuInfo, ov_version: str, onnx_sha256:
     fidelity = manifest.get("fidelity") or {}
     if fidelity.get("accepted") is False:
         raise file_error(path, f"missed the fidelity gate ({fidelity.get('summary', 'see its manifest')}) and was "
-                               "not accepted" + rebuild + " --accept-fidelity")
+                               f"not accepted; rebuild it with `{command} --accept-fidelity` to run it anyway")
     if manifest["precision"] != "fp32" and not fidelity:
         raise file_error(path, "its fidelity against FP32 was never measured" + rebuild)
     if onnx_sha256 is not None and onnx_sha256 != manifest["onnx_sha256"]:

@@ -25,14 +25,40 @@ def test_doctor_runs_and_names_trt_rtx():
     assert f"TensorRT-RTX {tensorrt_rtx_bindings.__version__}" in lines["trt-rtx"]
     assert lines["python"].split()[1] == ".".join(map(str, sys.version_info[:3]))
     assert "build" in lines and ("trt-rtx" in lines["build"] or "trt:" in lines["build"])
-    assert "swap" in lines and ("ONNX Runtime CPU" in lines["swap"] or "engines on" in lines["swap"])
+    assert "swap" in lines and ("OpenVINO on" in lines["swap"] or "engines on" in lines["swap"])
+    assert lines["openvino"].split()[1].startswith(__import__("openvino").get_version().split("-")[0])
+    assert "capabilities" in lines["cpu"] and "FP32" in lines["cpu"]
     assert "onnxruntime" in lines and "CPUExecutionProvider" in lines["onnxruntime"]
     assert "gpu" in lines and "torch" in lines
 
 
+def test_doctor_says_what_the_cpu_runs(monkeypatch):
+    from ghostrt.runtime import doctor, openvino_backend
+
+    def rows():
+        return dict(doctor.report())
+
+    real = openvino_backend.probe_cpu()
+    for capabilities, bf16 in ((("FP32", "INT8"), "no (needs AVX-512-BF16 or AMX)"),
+                               (("FP32", "BF16", "INT8"), "yes: --precision fp16/bf16")):
+        fake = openvino_backend.CpuInfo(real.name, real.isa, capabilities)
+        monkeypatch.setattr(openvino_backend, "probe_cpu", lambda core=None, fake=fake: fake)
+        report = rows()
+        assert report["bf16 (cpu)"].startswith(bf16) and report["int8 (cpu)"].startswith("yes")
+        assert ", ".join(capabilities) in report["cpu"] and real.name in report["cpu"]
+        if trt_backend.probe_gpu()[0] is None:
+            assert report["swap (auto)"].startswith(f"OpenVINO on {real.name}")
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "openvino", None)             # as if OpenVINO were not installed
+    report = rows()
+    assert report["openvino"].startswith(f"not installed (pip install {openvino_backend.PIN})")
+    assert "bf16 (cpu)" not in report and "unknown" in report["cpu"]
+    assert "ONNX Runtime CPU" in report["swap (auto)"]
+
+
 def test_engine_side_modules_never_import_torch():
     code = ("import sys\n"
-            "from ghostrt.runtime import trt_backend, engine_cache, engines_cli, doctor\n"
+            "from ghostrt.runtime import trt_backend, engine_cache, engines_cli, doctor, openvino_backend\n"
             "doctor.report(); trt_backend.load_backend('auto')\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

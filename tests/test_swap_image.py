@@ -148,17 +148,20 @@ def test_ort_executor_names_an_unusable_file(tmp_path, content):
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_make_executor_auto_falls_back_to_ort_without_a_gpu(onnx_files):
+def test_make_executor_auto_without_a_gpu_runs_openvino(onnx_files, tmp_path):
+    """No GPU: auto compiles the FP32 ONNX for this CPU with OpenVINO (the ONNX Runtime fallback, when OpenVINO
+    is missing, is tested in test_openvino_executor)."""
     from ghostrt.runtime import trt_backend
     from ghostrt.runtime.executors import NO_GPU, make_executor
+    from ghostrt.runtime.openvino_backend import OpenVinoExecutor
     if trt_backend.probe_gpu()[0] is not None:
         pytest.skip("a CUDA GPU is visible: auto would look for a TensorRT engine first")
-    choice = make_executor(onnx_files["arcface"], "auto", "fp16", onnx_files["arcface"].parent)
-    assert choice.backend == "ort" and "no CUDA GPU" in choice.reason
-    assert isinstance(choice.executor, OrtExecutor)
+    choice = make_executor(onnx_files["arcface"], "auto", "fp16", tmp_path)
+    assert choice.backend == "openvino" and "no CUDA GPU" in choice.reason and "OpenVINO fp32" in choice.reason
+    assert isinstance(choice.executor, OpenVinoExecutor) and choice.executor.path.parent == tmp_path
     for backend in ("trt", "trt-rtx"):
         with pytest.raises(GhostError, match=NO_GPU):
-            make_executor(onnx_files["arcface"], backend, "fp16", onnx_files["arcface"].parent)
+            make_executor(onnx_files["arcface"], backend, "fp16", tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- the photos
@@ -314,11 +317,13 @@ def test_big_frame_makes_no_float_copy_of_itself(executors, astronaut, grace):
 # ------------------------------------------------------------------------------------------------- the CLI
 
 @pytest.fixture
-def tiny_cli(monkeypatch, onnx_files):
-    """`ghostrt swap image` with the tiny graphs in place of the exported nets (stand-in flag on)."""
+def tiny_cli(monkeypatch, onnx_files, tmp_path_factory):
+    """`ghostrt swap image` with the tiny graphs in place of the exported nets (stand-in flag on). Run from an
+    empty folder: auto compiles OpenVINO blobs into the default --engines-dir (./engines), not the repo's."""
     def fake_resolve(args, log=print):
         return dict(onnx_files), "retinaface", ["generator", "arcface", "landmarks"]
     monkeypatch.setattr(swap_cli, "_resolve_nets", fake_resolve)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 def test_cli_swaps_labels_and_writes_the_sheet(tmp_path, capsys, tiny_cli, astronaut):
