@@ -21,18 +21,20 @@ import numpy as np
 
 from ghostrt.errors import GhostError, file_error
 
-# Ops whose MACs are counted, with the input index of the weight (None: both operands are activations).
+# Ops whose MACs are counted, with the input index of their weight (B for the MatMul family).
 COUNTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1,
                "ConvInteger": 1, "QLinearConv": 3, "MatMulInteger": 1, "QLinearMatMul": 3}
 PRECISIONS = ("fp32", "bf16", "int8")
 OV_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 comes from FakeQuantize, not from the hint
 CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
+RAN_AS = {"fp32": ("f32",), "bf16": ("bf16",), "int8": ("u8", "i8")}  # runtimePrecision that honours the ask
 # Runs of each net for one swapped face; the detector runs once per frame, not per face.
 SWAP_RUNS = {"detector": 1, "arcface": 1, "generator": 1, "landmarks": 2}
 PER_FRAME_NETS = ("detector",)
 # Initializers above this many elements become shape-only graph inputs before shape inference: shape
 # inference needs their dims, never their values (small ones may be Reshape targets and are kept).
 _KEEP_INITIALIZER_ELEMENTS = 64
+_FOLDABLE_OPS = ("Shape", "Constant", "Gather", "Slice", "Concat", "Cast", "Unsqueeze", "Squeeze", "Identity")
 
 
 # ----------------------------------------------------------------------------------------------- MAC counting
@@ -52,15 +54,16 @@ def _prod(values: Iterable[int]) -> int:
 
 
 def _fix_input_dims(model, batch: int) -> None:
-    """Set the batch (first) dim of every real graph input to `batch`; any other dynamic dim is an error,
-    because a MAC count at an unknown spatial size would be a guess."""
+    """Set the dynamic batch (first) dim of every real graph input to `batch`; any other dynamic dim is an
+    error, because a MAC count at an unknown spatial size would be a guess. Static dims are kept (a fixed
+    batch-1 export stays batch 1)."""
     initializers = {t.name for t in model.graph.initializer}
     for graph_input in model.graph.input:
         if graph_input.name in initializers:
             continue
         dims = graph_input.type.tensor_type.shape.dim
         for axis, dim in enumerate(dims):
-            if dim.HasField("dim_value") and dim.dim_value > 0 and axis > 0:
+            if dim.HasField("dim_value") and dim.dim_value > 0:
                 continue
             if axis == 0:
                 dim.Clear()
@@ -131,20 +134,82 @@ def _shape_table(model) -> dict[str, list]:
     return table
 
 
-def count_macs(model, batch: int = 1) -> MacCount:
-    """MACs of one forward pass of an in-memory ONNX ModelProto (modified in place) at `batch`."""
+def _single_node_model(node, model):
+    """One node as a model of the parent's opset, so the reference evaluator runs the op version the graph
+    was written for (Unsqueeze axes: attribute before opset 13, input after)."""
+    from onnx import helper
+
+    graph = helper.make_graph([node], "fold", [helper.make_empty_tensor_value_info(n) for n in node.input if n],
+                              [helper.make_empty_tensor_value_info(n) for n in node.output])
+    single = helper.make_model(graph, opset_imports=list(model.opset_import))
+    single.ir_version = model.ir_version
+    return single
+
+
+def _fold_shape_subgraphs(model, shapes: Mapping[str, list]) -> bool:
+    """Replace Shape-derived index arithmetic (Shape → Gather/Slice/Concat/Cast → Resize sizes, Reshape
+    targets) by initializers, where ONNX shape inference does not carry the values itself (Resize `sizes`
+    made from Shape). Only small tensors are evaluated; returns whether anything was folded."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    folded_nodes = []
+    for node in model.graph.node:
+        if node.op_type not in _FOLDABLE_OPS:
+            continue
+        if node.op_type == "Shape":
+            shape = _known_shape(shapes, node.input[0])
+            if shape is None:
+                continue
+            attrs = {a.name: a.i for a in node.attribute}
+            outputs = [np.array(shape[attrs.get("start", 0):attrs.get("end", len(shape))], np.int64)]
+        elif all(name in values for name in node.input if name):
+            feeds = {name: values[name] for name in node.input if name}
+            outputs = ReferenceEvaluator(_single_node_model(node, model)).run(None, feeds)
+        else:
+            continue
+        if any(np.asarray(out).size > _KEEP_INITIALIZER_ELEMENTS for out in outputs):
+            continue
+        values.update({name: np.asarray(out) for name, out in zip(node.output, outputs)})
+        folded_nodes.append(node)
+    if not folded_nodes:
+        return False
+    folded_outputs = {name for node in folded_nodes for name in node.output}
+    folded_ids = {id(node) for node in folded_nodes}
+    remaining = [node for node in model.graph.node if id(node) not in folded_ids]
+    needed = {name for node in remaining for name in node.input} | {o.name for o in model.graph.output}
+    for name in sorted(folded_outputs & needed):
+        model.graph.initializer.append(numpy_helper.from_array(values[name], name))
+    del model.graph.node[:]
+    model.graph.node.extend(remaining)
+    return True
+
+
+def _infer_shapes(model):
+    """onnx shape inference, re-run after folding Shape subgraphs until no more fold (a few rounds at most)."""
     import onnx
 
+    for _ in range(8):
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        shapes = _shape_table(inferred)
+        if not _fold_shape_subgraphs(model, shapes):
+            return inferred, shapes
+        del model.graph.value_info[:]
+    return inferred, shapes
+
+
+def count_macs(model, batch: int = 1) -> MacCount:
+    """MACs of one forward pass of an in-memory ONNX ModelProto (modified in place) at `batch`."""
     if batch < 1:
         raise GhostError(f"batch must be >= 1, got {batch}")
+    original_ops = [node.op_type for node in model.graph.node]  # before folding removes Shape arithmetic
     _fix_input_dims(model, batch)
     _weights_as_shape_only_inputs(model)
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    shapes = _shape_table(inferred)
+    inferred, shapes = _infer_shapes(model)
     count = MacCount()
     for node in inferred.graph.node:
         if node.op_type not in COUNTED_OPS:
-            count.ignored[node.op_type] = count.ignored.get(node.op_type, 0) + 1
             continue
         macs = node_macs(node, shapes)
         if macs is None:
@@ -153,6 +218,9 @@ def count_macs(model, batch: int = 1) -> MacCount:
         count.total += macs
         count.by_op[node.op_type] = count.by_op.get(node.op_type, 0) + macs
         count.nodes[node.op_type] = count.nodes.get(node.op_type, 0) + 1
+    for op_type in original_ops:
+        if op_type not in COUNTED_OPS:
+            count.ignored[op_type] = count.ignored.get(op_type, 0) + 1
     return count
 
 
@@ -191,8 +259,8 @@ def cpu_capabilities() -> list[str]:
 
 def _probe_model(kind: str, precision: str, size: int):
     """A tiny OpenVINO model shaped like the nets' work: a 3×3 conv (size channels, 32×32, pad 1) or a
-    size×size×size MatMul; int8 puts FakeQuantize (256 levels) on both operands so the CPU plugin runs a u8/i8
-    kernel. Returns (model, MACs per inference, the op's friendly name)."""
+    size×size×size MatMul; int8 puts FakeQuantize on both operands (u8 data, symmetric 255-level weights) so
+    the CPU plugin runs a u8/i8 kernel. Returns (model, MACs per inference, the op's friendly name, input shape)."""
     import openvino as ov
     from openvino import opset13 as ops
 
@@ -209,10 +277,10 @@ def _probe_model(kind: str, precision: str, size: int):
     w = ops.constant(rng.standard_normal(w_shape).astype(np.float32) * 0.05)
     a, b = x, w
     if precision == "int8":
-        def fake_quantize(node, low, high):
+        def fake_quantize(node, low, high, levels):
             lo, hi = ops.constant(np.float32(low)), ops.constant(np.float32(high))
-            return ops.fake_quantize(node, lo, hi, lo, hi, 256)
-        a, b = fake_quantize(x, 0.0, 4.0), fake_quantize(w, -0.2, 0.2)
+            return ops.fake_quantize(node, lo, hi, lo, hi, levels)
+        a, b = fake_quantize(x, 0.0, 4.0, 256), fake_quantize(w, -0.2, 0.2, 255)  # u8 data, symmetric i8 weights
     if kind == "conv":
         op = ops.convolution(a, b, [1, 1], [1, 1], [1, 1], [1, 1])
     else:
@@ -221,35 +289,49 @@ def _probe_model(kind: str, precision: str, size: int):
     return ov.Model([op], [x], "ghostrt_floor_probe"), macs, "probe", x_shape
 
 
-def _runtime_precision(compiled, friendly_name: str) -> str:
-    """The precision OpenVINO really executed the probe op in (rt_info runtimePrecision of the compiled
-    model); 'unknown' if the plugin fused it away under another name."""
+def _runtime_precision(compiled, friendly_name: str) -> tuple[str, str]:
+    """(runtimePrecision, primitiveType) OpenVINO really executed the probe op with, read from the compiled
+    model's rt_info (the plugin may rename the op, e.g. 'probe_original', but keeps it in originalLayersNames)."""
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
-        names = str(info["originalLayersNames"]) if "originalLayersNames" in info else op.get_friendly_name()
-        if friendly_name in names.split(",") and "runtimePrecision" in info:
-            return str(info["runtimePrecision"])
-    return "unknown"
+        if "originalLayersNames" not in info or "runtimePrecision" not in info:
+            continue
+        if info["layerType"].astype(str) not in ("Convolution", "FullyConnected", "MatMul"):
+            continue
+        if friendly_name in info["originalLayersNames"].astype(str).split(","):
+            kernel = info["primitiveType"].astype(str) if "primitiveType" in info else "unknown"
+            return info["runtimePrecision"].astype(str), kernel
+    return "unknown", "unknown"
 
 
-def _time_infer(run, macs: int, seconds: float) -> tuple[float, int, float]:
+def _time_infer(run, macs: int, seconds: float, windows: int = 5) -> dict:
+    """GMAC/s of `run` over `seconds`, split into windows: the median window is the sustained figure (a
+    neighbour stealing a core for a moment moves it little); the best window and the spread are kept so a
+    noisy, shared CPU shows in the report."""
     for _ in range(3):  # warm-up: first calls allocate and pick kernels
         run()
-    iterations, start = 0, time.perf_counter()
-    while True:
-        run()
-        iterations += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return macs * iterations / elapsed / 1e9, iterations, elapsed
+    rates, iterations, total = [], 0, 0.0
+    for _ in range(windows):
+        count, start = 0, time.perf_counter()
+        while True:
+            run()
+            count += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / windows:
+                break
+        rates.append(macs * count / elapsed / 1e9)
+        iterations, total = iterations + count, total + elapsed
+    return {"gmacs": float(np.median(rates)), "gmacs_best": max(rates), "gmacs_worst": min(rates),
+            "iterations": iterations, "seconds": total}
 
 
 def _numpy_gflops(seconds: float, size: int) -> dict:
     a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
-    gmacs, iterations, elapsed = _time_infer(lambda: a @ a, size ** 3, seconds)
-    return {"precision": "fp32", "supported": True, "gmacs": gmacs, "runtime_precision": "f32",
+    timing = _time_infer(lambda: a @ a, size ** 3, seconds)
+    return {"precision": "fp32", "supported": True, **timing, "runtime_precision": "f32", "kernel": "numpy",
+            "ran_as_asked": True,
             "engine": f"numpy {np.__version__} float32 matmul (OpenVINO is not installed)", "kind": "matmul",
-            "iterations": iterations, "seconds": elapsed, "threads": None}
+            "threads": None}
 
 
 def _unsupported(precision: str, reason: str, **extra) -> dict:
@@ -284,10 +366,11 @@ def measure_matmul_gflops(precision: str = "fp32", threads: int | None = None, s
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     feed = {0: np.abs(np.random.default_rng(1).standard_normal(x_shape)).astype(np.float32)}
-    gmacs, iterations, elapsed = _time_infer(lambda: request.infer(feed), macs, seconds)
-    return {"precision": precision, "supported": True, "gmacs": gmacs,
-            "runtime_precision": _runtime_precision(compiled, name), "engine": f"OpenVINO {ov.__version__} CPU",
-            "kind": kind, "iterations": iterations, "seconds": elapsed,
+    timing = _time_infer(lambda: request.infer(feed), macs, seconds)
+    runtime_precision, kernel = _runtime_precision(compiled, name)
+    return {"precision": precision, "supported": True, **timing, "runtime_precision": runtime_precision,
+            "ran_as_asked": runtime_precision in RAN_AS[precision],
+            "kernel": kernel, "engine": f"OpenVINO {ov.__version__.split('-')[0]} CPU", "kind": kind,
             "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")), "capabilities": capabilities}
 
 
@@ -325,7 +408,7 @@ def floor_report(onnx_dir, precisions: Iterable[str] = ("fp32", "bf16", "int8"),
     throughput, floors = {}, {}
     for precision in precisions:
         throughput[precision] = measure_matmul_gflops(precision, threads=threads, seconds=seconds, kind=kind)
-        if throughput[precision]["supported"]:
+        if throughput[precision]["supported"] and throughput[precision]["ran_as_asked"]:
             floors[precision] = per_face_floor(swap_macs, throughput[precision]["gmacs"])
     return {"onnx_dir": str(onnx_dir), "detector": detector, "swap_runs": dict(SWAP_RUNS),
             "nets": {name: {"macs": c.total, "by_op": c.by_op, "ignored_ops": c.ignored} for name, c in nets.items()},
@@ -341,8 +424,13 @@ def format_floor(report: Mapping) -> str:
     lines.append("CPU multiply-add throughput:")
     for precision, result in report["throughput"].items():
         if result["supported"]:
-            lines.append(f"  {precision:<5} {result['gmacs']:8.1f} GMAC/s  ran as {result['runtime_precision']}, "
-                         f"{result['engine']}, {result['kind']}, {result['threads']} threads")
+            spread = (f" (windows {result['gmacs_worst']:.1f}-{result['gmacs_best']:.1f})"
+                      if "gmacs_best" in result else "")
+            lines.append(f"  {precision:<5} {result['gmacs']:8.1f} GMAC/s{spread}  ran as "
+                         f"{result['runtime_precision']} ({result.get('kernel', '?')}), {result['engine']}, "
+                         f"{result['kind']}, {result['threads']} threads")
+            if not result["ran_as_asked"]:
+                lines.append(f"        not a {precision} figure: OpenVINO ran it as {result['runtime_precision']}")
         else:
             lines.append(f"  {precision:<5} {result['reason']}")
     runs = ", ".join(f"{role} ×{n}" + (" per frame" if role in PER_FRAME_NETS else "")
