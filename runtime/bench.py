@@ -225,6 +225,13 @@ def format_table(report: dict) -> str:
         lines.append(f"ghostrt/reference per face, {q['mode']} batch {q['batch']}: {q['ratio']:.3f} "
                      f"({q['ghostrt_per_face_ms']:.1f} vs {q['reference_per_face_ms']:.1f} ms; {verdict})")
     lines.append(f"peak RSS {report['peak_rss_mb']:.0f} MB")
+    if report.get("floor"):
+        from ghostrt.runtime.cpu_floor import format_floor
+
+        lines.append(format_floor(report["floor"]))
+        for q in report.get("floor_ratios", []):
+            lines.append(f"ghostrt per face vs the {q['precision']} floor, {q['mode']} batch {q['batch']}: "
+                         f"{q['ghostrt_per_face_ms']:.1f} vs {q['floor_ms']:.1f} ms ({q['times_floor']:.2f}× the floor)")
     return "\n".join(lines)
 
 
@@ -272,13 +279,33 @@ def write_chart(report: dict, path) -> Path:
     return path
 
 
+def executor_tag(config: dict) -> str:
+    """'openvino-int8' for the generator's executor: runs of different backends on one day keep their files."""
+    executor = (config.get("ghostrt_executors") or {}).get("generator", "")
+    return re.sub(r"[^a-z0-9]+", "-", executor.lower()).strip("-")
+
+
 def output_paths(report: dict, out_dir) -> tuple[Path, Path]:
     day = report["machine"]["date"][:10]
-    stem = f"{machine_slug(report['machine'])}-{day}"
+    tag = executor_tag(report["config"])
+    stem = f"{machine_slug(report['machine'])}-{day}" + (f"-{tag}" if tag else "")
     return Path(out_dir) / f"{stem}.json", Path(out_dir) / f"{stem}.png"
 
 
-def build_report(runs: list[dict], config: dict, machine: dict | None = None) -> dict:
-    return {"schema": 1, "tool": "ghostrt bench", "machine": machine or machine_info(), "config": config,
-            "runs": runs, "ratios": ratios(runs), "peak_rss_mb": peak_rss_mb(),
-            "peak_rss_note": "one process holds both pipelines' nets; per-run values are the peak so far"}
+def floor_ratios(report: dict) -> list[dict]:
+    """ghostrt's per-face time over the CPU floor of each precision: how far from the hardware it runs."""
+    floors = (report.get("floor") or {}).get("floor", {})
+    return [{"mode": r["mode"], "batch": r["batch"], "precision": precision, "floor_ms": f["ms_per_face"],
+             "ghostrt_per_face_ms": r["per_face_ms"], "times_floor": r["per_face_ms"] / f["ms_per_face"]}
+            for r in report["runs"] if r["pipeline"] == "ghostrt" and r["per_face_ms"]
+            for precision, f in floors.items()]
+
+
+def build_report(runs: list[dict], config: dict, machine: dict | None = None, floor: dict | None = None) -> dict:
+    report = {"schema": 1, "tool": "ghostrt bench", "machine": machine or machine_info(), "config": config,
+              "runs": runs, "ratios": ratios(runs), "peak_rss_mb": peak_rss_mb(),
+              "peak_rss_note": "one process holds both pipelines' nets; per-run values are the peak so far"}
+    if floor is not None:
+        report["floor"] = floor
+        report["floor_ratios"] = floor_ratios(report)
+    return report

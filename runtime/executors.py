@@ -75,6 +75,7 @@ class Choice:
     executor: object
     backend: str
     reason: str
+    precision: str = "fp32"     # what really runs (OpenVINO falls back to fp32 where bf16/INT8 cannot run)
 
 
 def _trt_choice(model_onnx: Path, backend_name: str, precision: str, engines_dir: Path) -> Choice:
@@ -94,7 +95,7 @@ def _trt_choice(model_onnx: Path, backend_name: str, precision: str, engines_dir
     path, _ = engine_cache.engine_for_run(engines_dir, model_onnx.stem, precision, backend_name, gpu,
                                           backend.version, onnx_sha)
     return Choice(trt_backend.TrtExecutor(path, backend), backend_name,
-                  f"{backend.title} {precision} engine {path.name} on {gpu.name}")
+                  f"{backend.title} {precision} engine {path.name} on {gpu.name}", precision)
 
 
 def _openvino_choice(model_onnx: Path, precision: str, engines_dir: Path, threads: int | None,
@@ -118,7 +119,7 @@ def _openvino_choice(model_onnx: Path, precision: str, engines_dir: Path, thread
             try:
                 path, _ = ovb.blob_for_run(engines_dir, model_onnx.stem, wanted)
                 return Choice(ovb.OpenVinoExecutor(path, threads), "openvino",
-                              f"OpenVINO {wanted} {path.name} on {cpu.name}")
+                              f"OpenVINO {wanted} {path.name} on {cpu.name}", wanted)
             except GhostError as err:
                 if strict and precision != "fp16":
                     raise

@@ -165,12 +165,16 @@ def test_bench_tiny_config_writes_json_and_chart(tiny, tmp_path, monkeypatch, ca
     weights = {"folder": "weights", "num_blocks": 2, "standin": True, "standin_models": ["generator"],
                "kind": "partly stand-in"}
     monkeypatch.setattr(bench_cli, "load_pipelines", lambda args, log=print: bench_cli.Pipelines(
-        nets, {"generator": "tiny ONNX on ORT"}, reference, "retinaface", weights))
+        nets, {"generator": "tiny ONNX on ORT"}, {"generator": "ort fp32"}, reference, "retinaface", weights))
+    engines = tmp_path / "engines"                      # the floor counts the MACs of the tiny nets' ONNX
+    engines.mkdir()
+    (engines / "onnx").symlink_to(nets.generator.path.parent, target_is_directory=True)
     args = _parse(["bench", "--frames", "1", "--batch", "1", "--warmup", "0", "--frame-size", "384x384",
-                   "--out-dir", str(tmp_path / "bench")])
+                   "--out-dir", str(tmp_path / "bench"), "--engines-dir", str(engines)])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "ghostrt/reference per face" in printed and "STAND-IN" in printed
+    assert "Per-face floor" in printed and "the fp32 floor" in printed
 
     jsons = list((tmp_path / "bench").glob("*.json"))
     pngs = list((tmp_path / "bench").glob("*.png"))
@@ -194,6 +198,12 @@ def test_bench_tiny_config_writes_json_and_chart(tiny, tmp_path, monkeypatch, ca
         assert run["total"]["p50_ms"] > 0 and run["per_face_ms"] > 0 and run["faces_per_s"] > 0
     assert len(report["ratios"]) == len(expected) and all(q["ratio"] > 0 for q in report["ratios"])
     assert report["peak_rss_mb"] > 0
+    assert jsons[0].stem.endswith("-ort-fp32")          # the executor that ran is in the file name
+    fp32 = report["floor"]["floor"]["fp32"]
+    macs = sum(net["macs"] for net in fp32["per_net"].values())
+    assert fp32["ms_per_face"] == pytest.approx(macs / (fp32["gmacs"] * 1e9) * 1e3, rel=1e-6)
+    assert {q["mode"] for q in report["floor_ratios"]} == set(expected)
+    assert all(q["times_floor"] > 0 for q in report["floor_ratios"])
     with Image.open(pngs[0]) as chart:
         assert chart.format == "PNG" and chart.width > 100 and chart.height > 100
 
