@@ -42,6 +42,9 @@ def _add_common(p) -> None:
     p.add_argument("--num-blocks", type=int, choices=(1, 2, 3), default=2,
                    help="AEI-Net generator blocks (G_unet_<n>block(s).pth; default 2, the main model)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime / OpenVINO (default: all)")
+    p.add_argument("--graph-stages", action="store_true",
+                   help="run the crop warp and paste-back as ONNX graphs through the nets' executor instead of "
+                        "OpenCV (on a CPU OpenCV measured 5-20× faster; see runtime/graph_stages.py)")
 
 
 def register(subparsers) -> None:
@@ -101,12 +104,15 @@ def _resolve_nets(args, log=print):
 def _make_nets(args, onnx: dict, kind: str):
     from ghostrt.runtime.detect import make_detector
     from ghostrt.runtime.executors import make_executor
+    from ghostrt.runtime.graph_stages import make_stages
     from ghostrt.runtime.pipeline import Nets
 
     choices = {m: make_executor(onnx[m], args.backend, args.precision, args.engines_dir, args.threads)
                for m in ("detector", "arcface", "generator", "landmarks")}
+    stages = make_stages(choices["generator"].backend, args.engines_dir, args.threads,
+                         getattr(args, "graph_stages", False))
     nets = Nets(detector=make_detector(kind, choices["detector"].executor), arcface=choices["arcface"].executor,
-                generator=choices["generator"].executor, landmarks=choices["landmarks"].executor)
+                generator=choices["generator"].executor, landmarks=choices["landmarks"].executor, stages=stages)
     return nets, choices
 
 

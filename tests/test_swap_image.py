@@ -432,3 +432,32 @@ def test_end_to_end_with_standin_exports(tmp_path, astronaut):
     finally:                          # ~1.5 GB of stand-in weights and ONNX: don't leave them in /tmp
         shutil.rmtree(weights, ignore_errors=True)
         shutil.rmtree(engines, ignore_errors=True)
+
+
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_graph_stages_swap_equals_the_opencv_swap(executors, astronaut, grace, tmp_path, backend):
+    """The same swap with crop and paste run as graphs through the backend's executor: same faces, and the
+    frame within a level or two of the OpenCV path (bilinear rounding differs by at most one level per step)."""
+    from ghostrt.runtime.graph_stages import GraphStages
+
+    opencv = make_swapper(executors)
+    sources = opencv.embed_photos([(GRACE, grace)], "--source")
+    expected = opencv.swap(astronaut, sources)
+    graphs = make_swapper(executors)
+    graphs.stages = GraphStages(backend, tmp_path / "engines")
+    got = graphs.swap(astronaut, sources)
+    assert len(got.swapped) == len(expected.swapped) == 1
+    diff = np.abs(got.frame.astype(int) - expected.frame.astype(int))
+    assert diff.max() <= 3 and diff.mean() < 0.05
+    assert {c.backend for c in graphs.stages.choices.values()} == {backend}    # really ran on that executor
+
+
+def test_cli_graph_stages_flag_swaps(tmp_path, capsys, tiny_cli, astronaut):
+    target = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut).save(target)
+    out = tmp_path / "swapped.png"
+    rc = main(["swap", "image", "--source", str(GRACE), "--target", str(target), "--output", str(out),
+               "--backend", "openvino", "--graph-stages"])
+    assert rc == 0 and "faces found 1, swapped 1" in capsys.readouterr().out
+    assert read_label(out)["altered"] is True
+    assert list(Path("engines/onnx").glob("graph_crop224.*.onnx"))       # the graphs were written and used
