@@ -16,9 +16,17 @@ Why it differs from calling ImageSwapper.swap per frame:
   only ever looks 2 frames into the run on either side.
 - The mask's erode/blur choice is made on the first swapped frame of each track run and reused for the run,
   so the mask edge does not flicker.
+- Overlap (on 2 CPU cores one net rarely fills both): each call is a front half (detect, track, align, embed,
+  match, smoothing: the books of tracks and runs) and a back half (swap, landmarks, mask, blend: the pixels and
+  the mask book). With `overlap` the front half of batch k+1 runs in a worker thread while the calling thread
+  runs the back half of batch k (ONNX Runtime, OpenVINO, numpy and cv2 release the GIL). The two halves share
+  no state (the front hands the back a `Release`), so the frames come out bit-identical to the serial order,
+  one call later: process_batch(batch k+1) returns batch k's frames and flush() the rest. A swapper without
+  smoothing lookahead (the webcam: one frame in, one out) never overlaps unless asked.
 Frames with nothing to swap are handed back as the very arrays that came in (bit-identical).
 """
 
+import concurrent.futures
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -33,6 +41,9 @@ from ghostrt.runtime.types import Face
 MIN_IOU = 0.3            # boxes overlapping this much in consecutive detections are the same face ...
 MAX_KPS_DISTANCE = 0.5   # ... or keypoints within this many face sizes (mean over the five points)
 LOOKAHEAD = keypoint_smoothing.HALF_WIDTH
+# Off: on this 2-core EPYC with OpenVINO FP32 nets (each already using both cores) the overlap measured slower
+# at batch 8 in every A/B round (bench/cpu-choices-2026-11-29.json, "video_overlap"); turn on where it pays.
+OVERLAP_BY_DEFAULT = False
 
 
 # ------------------------------------------------------------------------------------------------ tracking
@@ -131,6 +142,16 @@ class PlannedFace:
     identity: np.ndarray        # (512,) raw source embedding to put in
 
 
+@dataclass
+class Release:
+    """The front half's hand-over to the back half: the released frames, the faces to swap in them, and the
+    (track, run) pairs whose mask params must be kept once they are swapped."""
+
+    ready: list[FrameRecord]
+    planned: list[PlannedFace]
+    live_runs: set[tuple[int, int]]
+
+
 def choose_faces(faces: dict[int, Face], embeddings: dict[int, np.ndarray], sources: np.ndarray,
                  targets: np.ndarray | None, rule: str, threshold: float) -> list[tuple[int, np.ndarray]]:
     """[(track id, identity)] to swap in one frame: ImageSwapper's rule, on the tracks' stored embeddings."""
@@ -149,11 +170,14 @@ def choose_faces(faces: dict[int, Face], embeddings: dict[int, np.ndarray], sour
 class VideoSwapper:
     """process_batch(frames) -> frames for video_loop.swap_video: stateful, in order, with `flush()`.
 
-    `sources`: raw source embeddings (S×512); `targets`: --target-face embeddings (T×512) or None."""
+    `sources`: raw source embeddings (S×512); `targets`: --target-face embeddings (T×512) or None.
+    `overlap`: True/False, or None for the default: OVERLAP_BY_DEFAULT where there is smoothing lookahead (the
+    caller already accepts held-back frames and calls flush()), off without; `close()` ends the worker thread."""
 
     def __init__(self, nets: Nets, sources: np.ndarray, targets: np.ndarray | None = None,
                  faces: str = "largest", similarity: float = match.DEFAULT_THRESHOLD, batch: int = 8,
-                 detect_every: int = 1, smoothing: bool = True, timer: StageTimer | None = None):
+                 detect_every: int = 1, smoothing: bool = True, timer: StageTimer | None = None,
+                 overlap: bool | None = None):
         if faces not in match.FACE_RULES:
             raise GhostError(f"--faces {faces}: choose from {', '.join(match.FACE_RULES)}")
         if detect_every < 1:
@@ -182,6 +206,11 @@ class VideoSwapper:
         self.frames_seen = 0
         self.frames_swapped = 0
         self.faces_swapped = 0
+        self.overlap = OVERLAP_BY_DEFAULT and self.lookahead > 0 if overlap is None else bool(overlap)
+        # the front half's stage times: its own timer while it runs beside the back half, merged after each call
+        self.front_timer = StageTimer() if self.overlap else self.timer
+        self.due: Release | None = None                   # overlap: the release whose back half runs next call
+        self.worker: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         return self.process_batch(frames)
@@ -189,18 +218,61 @@ class VideoSwapper:
     # ------------------------------------------------------------------------------------------ streaming
 
     def process_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        """Take a batch, hand back every frame whose smoothing window is now complete (oldest first)."""
-        self._admit(list(frames))
-        ready = []
-        while self.pending and self.pending[0].index < self.frames_seen - self.lookahead:
-            ready.append(self.pending.popleft())
-        return self._release(ready)
+        """Take a batch, hand back every frame whose smoothing window is now complete (oldest first); with
+        overlap, the frames that were complete after the previous call."""
+        if not self.overlap:
+            return self._back(self._front(list(frames)))
+        due, self.due = self.due, None
+        if self.worker is None:
+            self.worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ghostrt-front")
+        future = self.worker.submit(self._front, list(frames))
+        try:
+            outputs = self._back(due)
+        finally:
+            concurrent.futures.wait([future])     # never leave the front half running past an error here
+        self.due = self._collect(future)
+        return outputs
 
     def flush(self) -> list[np.ndarray]:
         """End of the video: the held frames, whose windows end with the stream."""
+        due, self.due = self.due, None
+        outputs = self._back(due)
         ready = list(self.pending)
         self.pending.clear()
-        return self._release(ready)
+        return outputs + self._back(self._prepare(ready))
+
+    def close(self) -> None:
+        """End the worker thread (the loop calls this when the video is done)."""
+        if self.worker is not None:
+            self.worker.shutdown(wait=True)
+            self.worker = None
+
+    def _collect(self, future: concurrent.futures.Future) -> Release | None:
+        """The worker's Release (its exception, re-raised as it was), its stage times added to the timer."""
+        try:
+            return future.result()
+        finally:
+            for name, seconds in self.front_timer.seconds.items():
+                self.timer.seconds[name] = self.timer.seconds.get(name, 0.0) + seconds
+            self.front_timer.seconds.clear()
+
+    # --------------------------------------------------------------------------------------- the front half
+
+    def _front(self, frames: list[np.ndarray]) -> Release | None:
+        """Admit a batch and plan the frames whose smoothing window is now complete."""
+        self._admit(frames)
+        ready = []
+        while self.pending and self.pending[0].index < self.frames_seen - self.lookahead:
+            ready.append(self.pending.popleft())
+        return self._prepare(ready)
+
+    def _prepare(self, ready: list[FrameRecord]) -> Release | None:
+        """Plan the released frames, move them to the history and drop the books no frame can use again."""
+        if not ready:
+            return None
+        planned = self._plan(ready)
+        self.history.extend(ready)        # their keypoints serve the next windows; the back half drops pixels
+        return Release(ready, planned, self._forget_ended_tracks())
 
     def _admit(self, frames: list[np.ndarray]) -> None:
         """Detect (one call for the due frames), track, embed the newborn tracks (one call), record."""
@@ -208,7 +280,7 @@ class VideoSwapper:
         due = [k for k in range(len(frames)) if (first + k) % self.detect_every == 0]
         detections = {}
         if due:
-            with self.timer.stage("detect"):
+            with self.front_timer.stage("detect"):
                 found = self.nets.detector.detect([frames[k] for k in due])
             detections = dict(zip(due, found))
         newborn = []                          # (track id, frame, face) of each track born in this batch
@@ -223,9 +295,9 @@ class VideoSwapper:
             self.pending.append(record)
         self.frames_seen += len(frames)
         if self.targets is not None and newborn:
-            with self.timer.stage("align"):
+            with self.front_timer.stage("align"):
                 crops = np.stack([align.align_batch(frame, [face])[0][0] for _, frame, face in newborn])
-            with self.timer.stage("embed"):
+            with self.front_timer.stage("embed"):
                 embs = run_chunked(self.nets.arcface, {"face": align.crops_to_arcface(crops)},
                                    self.limits["arcface"])["embedding"]
             for (tid, _, _), emb in zip(newborn, embs):
@@ -255,7 +327,7 @@ class VideoSwapper:
             at = len(self.history) + slot       # the window: frames index−2 … index+2, where they exist
             window = known[max(0, at - LOOKAHEAD):at + LOOKAHEAD + 1]
             centre = at - max(0, at - LOOKAHEAD)
-            with self.timer.stage("match"):
+            with self.front_timer.stage("match"):
                 chosen = choose_faces(record.faces, self.embeddings, self.sources, self.targets, self.faces_rule,
                                       self.similarity)
             for tid, identity in chosen:
@@ -264,20 +336,20 @@ class VideoSwapper:
                                            np.asarray(identity, np.float32).reshape(512)))
         return planned
 
-    # --------------------------------------------------------------------------------------- the swapping
+    # ---------------------------------------------------------------------------------------- the back half
 
-    def _release(self, ready: list[FrameRecord]) -> list[np.ndarray]:
+    def _back(self, release: Release | None) -> list[np.ndarray]:
         """Swap the faces of the released frames in one batch per net and paste them back, frame by frame."""
-        if not ready:
+        if release is None:
             return []
-        planned = self._plan(ready)
+        ready = release.ready
         outputs = [record.frame for record in ready]
-        if planned:
-            self._swap(ready, planned, outputs)
-        for record in ready:              # keep the keypoints for the next windows, drop the pixels
+        if release.planned:
+            self._swap(ready, release.planned, outputs)
+        for record in ready:              # the history keeps their keypoints; the pixels go
             record.frame = None
-            self.history.append(record)
-        self._forget_ended_tracks()
+        for key in [k for k in self.mask_params if k not in release.live_runs]:
+            del self.mask_params[key]
         return outputs
 
     def _swap(self, ready: list[FrameRecord], planned: list[PlannedFace], outputs: list[np.ndarray]) -> None:
@@ -316,8 +388,9 @@ class VideoSwapper:
                 blend.paste_back(outputs[p.slot], swapped[k], masks[k], Ms[k], out=outputs[p.slot])
         self.faces_swapped += len(planned)
 
-    def _forget_ended_tracks(self) -> None:
-        """Drop the books of tracks no frame can mention again (bounded memory on long videos)."""
+    def _forget_ended_tracks(self) -> set[tuple[int, int]]:
+        """Drop the books of tracks no frame can mention again (bounded memory on long videos); return the
+        (track, run) pairs still mentioned, whose mask params the back half keeps."""
         alive = set(self.tracker.faces)
         runs = {(tid, self.run_count[tid]) for tid in alive}
         for record in list(self.history) + list(self.pending):
@@ -327,5 +400,4 @@ class VideoSwapper:
             del self.embeddings[tid]
         for tid in [t for t in self.run_count if t not in alive]:
             del self.run_count[tid]
-        for key in [k for k in self.mask_params if k not in runs]:
-            del self.mask_params[key]
+        return runs

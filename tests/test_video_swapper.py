@@ -7,6 +7,7 @@ from pixel (0, 0) and returns the faces the script gives that frame.
 """
 
 import argparse
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 import skimage.data
 
 from ghostrt.cli import main
-from ghostrt.runtime import smoothing
+from ghostrt.runtime import smoothing, video_swapper
 from ghostrt.runtime import cli as swap_cli
 from ghostrt.runtime.detect import make_detector
 from ghostrt.runtime.image_io import read_image
@@ -106,6 +107,12 @@ def real_swapper_nets(executors):
                 generator=Recording(executors["generator"]), landmarks=executors["landmarks"])
 
 
+@pytest.fixture(params=[False, True], ids=["serial", "overlap"])
+def overlap(request):
+    """Every streaming test runs with the front half serial and overlapped (worker thread)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def grace():
     return read_image(GRACE)[0]
@@ -134,9 +141,9 @@ def moving(frame: np.ndarray, n: int, step: int = 2) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("batch", [1, 3, 5])
 @pytest.mark.parametrize("smooth", [True, False])
-def test_frame_count_and_order_are_kept(executors, batch, smooth):
+def test_frame_count_and_order_are_kept(overlap, executors, batch, smooth):
     script = {i: [BASE_KPS + [i, 0]] for i in range(11)}
-    swapper = scripted_swapper(executors, script, batch=batch, smoothing=smooth)
+    swapper = scripted_swapper(executors, script, overlap=overlap, batch=batch, smoothing=smooth)
     frames = numbered_frames(11)
     out = run_stream(swapper, frames, batch)
     assert [frame_number(f) for f in out] == list(range(11))
@@ -144,20 +151,22 @@ def test_frame_count_and_order_are_kept(executors, batch, smooth):
     assert all(not np.array_equal(a, b) for a, b in zip(out, frames))         # every face was swapped
 
 
-def test_smoothing_holds_back_two_frames_and_flush_releases_them(executors):
-    swapper = scripted_swapper(executors, {i: [BASE_KPS] for i in range(7)}, batch=4)
+def test_smoothing_holds_back_two_frames_and_flush_releases_them(overlap, executors):
+    swapper = scripted_swapper(executors, {i: [BASE_KPS] for i in range(7)}, batch=4, overlap=overlap)
     frames = numbered_frames(7)
     first = swapper.process_batch(frames[:4])
-    assert [frame_number(f) for f in first] == [0, 1]
     second = swapper.process_batch(frames[4:])
-    assert [frame_number(f) for f in second] == [2, 3, 4]
-    assert [frame_number(f) for f in swapper.flush()] == [5, 6]
+    last = swapper.flush()
+    if overlap:            # the back half runs one call later: each call hands back the previous call's frames
+        assert [[frame_number(f) for f in part] for part in (first, second, last)] == [[], [0, 1], [2, 3, 4, 5, 6]]
+    else:
+        assert [[frame_number(f) for f in part] for part in (first, second, last)] == [[0, 1], [2, 3, 4], [5, 6]]
     assert swapper.flush() == []
 
 
-def test_face_free_frames_come_back_bit_identical(executors):
+def test_face_free_frames_come_back_bit_identical(overlap, executors):
     script = {i: [BASE_KPS + [i, 0]] for i in (0, 1, 2, 5, 6)}          # frames 3, 4 and 7 have no face
-    swapper = scripted_swapper(executors, script, batch=3)
+    swapper = scripted_swapper(executors, script, overlap=overlap, batch=3)
     frames = numbered_frames(8)
     copies = [f.copy() for f in frames]
     out = run_stream(swapper, frames, 3)
@@ -170,11 +179,12 @@ def test_face_free_frames_come_back_bit_identical(executors):
     assert swapper.frames_swapped == 5
 
 
-def test_face_free_real_frames_are_untouched_with_the_real_detector(executors, two_faces, grace):
+def test_face_free_real_frames_are_untouched_with_the_real_detector(overlap, executors, two_faces, grace):
     frame, _ = two_faces
     coffee = cv2.resize(np.ascontiguousarray(skimage.data.coffee()), frame.shape[1::-1])
     frames = moving(frame, 3) + [coffee, coffee.copy()] + moving(frame, 2)
-    swapper = VideoSwapper(real_swapper_nets(executors), np.ones((1, 512), np.float32), faces="all", batch=3)
+    swapper = VideoSwapper(real_swapper_nets(executors), np.ones((1, 512), np.float32), faces="all", batch=3,
+                           overlap=overlap)
     out = run_stream(swapper, frames, 3)
     assert len(out) == len(frames)
     np.testing.assert_array_equal(out[3], coffee)
@@ -185,9 +195,9 @@ def test_face_free_real_frames_are_untouched_with_the_real_detector(executors, t
 # ------------------------------------------------------------------------------------------ detection
 
 @pytest.mark.parametrize("n, k, batch", [(10, 3, 1), (10, 3, 4), (9, 2, 4), (7, 1, 3)])
-def test_detect_every_k_runs_the_detector_on_every_kth_frame(executors, n, k, batch):
-    swapper = scripted_swapper(executors, {i: [BASE_KPS] for i in range(n)}, batch=batch, detect_every=k,
-                               smoothing=False)
+def test_detect_every_k_runs_the_detector_on_every_kth_frame(overlap, executors, n, k, batch):
+    swapper = scripted_swapper(executors, {i: [BASE_KPS] for i in range(n)}, overlap=overlap, batch=batch,
+                               detect_every=k, smoothing=False)
     run_stream(swapper, numbered_frames(n), batch)
     calls = swapper.nets.detector.calls
     assert sum(len(c) for c in calls) == -(-n // k)                   # ceil(n / k) frames detected
@@ -197,9 +207,9 @@ def test_detect_every_k_runs_the_detector_on_every_kth_frame(executors, n, k, ba
         assert len(calls) == -(-n // k)
 
 
-def test_frames_between_detections_reuse_the_last_keypoints(executors, aligned_kps):
+def test_frames_between_detections_reuse_the_last_keypoints(overlap, executors, aligned_kps):
     script = {i: [BASE_KPS + [3 * i, 0]] for i in range(6)}
-    swapper = scripted_swapper(executors, script, batch=4, detect_every=3, smoothing=False)
+    swapper = scripted_swapper(executors, script, overlap=overlap, batch=4, detect_every=3, smoothing=False)
     out = run_stream(swapper, numbered_frames(6), 4)
     assert len(aligned_kps) == 6 and swapper.frames_swapped == 6      # carried frames are swapped too
     for i, row in enumerate(aligned_kps):
@@ -239,11 +249,11 @@ def second_difference(rows: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("batch", [1, 4, 5])
-def test_streaming_smoothing_equals_whole_track_smoothing(executors, aligned_kps, batch):
+def test_streaming_smoothing_equals_whole_track_smoothing(overlap, executors, aligned_kps, batch):
     """Holding back 2 frames across batches must give what GHOST's smoothing of the whole track gives."""
     track = jittered_track(24)
     script = {i: [k] for i, k in enumerate(track) if k is not None}
-    swapper = scripted_swapper(executors, script, batch=batch)
+    swapper = scripted_swapper(executors, script, overlap=overlap, batch=batch)
     out = run_stream(swapper, numbered_frames(24), batch)
     assert [frame_number(f) for f in out] == list(range(24))
     expected = [k for k in smoothing.smooth_tracks(track) if k is not None]
@@ -251,22 +261,22 @@ def test_streaming_smoothing_equals_whole_track_smoothing(executors, aligned_kps
     np.testing.assert_allclose(np.stack(aligned_kps), np.stack(expected), atol=1e-4)
 
 
-def test_smoothing_reduces_keypoint_jitter(executors, aligned_kps):
+def test_smoothing_reduces_keypoint_jitter(overlap, executors, aligned_kps):
     track = [k for k in jittered_track(24)[:9]]                        # one run: frames 0..8
     script = {i: [k] for i, k in enumerate(track)}
-    run_stream(scripted_swapper(executors, script, batch=4, smoothing=False), numbered_frames(9), 4)
+    run_stream(scripted_swapper(executors, script, overlap=overlap, batch=4, smoothing=False), numbered_frames(9), 4)
     raw = np.stack(aligned_kps[:9])
     np.testing.assert_allclose(raw, np.stack(track), atol=1e-4)       # unsmoothed: the detections as they are
-    run_stream(scripted_swapper(executors, script, batch=4), numbered_frames(9), 4)
+    run_stream(scripted_swapper(executors, script, overlap=overlap, batch=4), numbered_frames(9), 4)
     smoothed = np.stack(aligned_kps[9:])
     assert second_difference(smoothed) < 0.5 * second_difference(raw)
     np.testing.assert_allclose(smoothed[0], raw[0], atol=1e-4)        # run ends keep their own keypoints
 
 
-def test_mask_params_are_chosen_once_per_run(executors):
+def test_mask_params_are_chosen_once_per_run(overlap, executors):
     track = jittered_track(24)
     script = {i: [k] for i, k in enumerate(track) if k is not None}
-    swapper = scripted_swapper(executors, script, batch=5)
+    swapper = scripted_swapper(executors, script, overlap=overlap, batch=5)
     landmark_faces = []
     inner = swapper.nets.landmarks
 
@@ -283,11 +293,11 @@ def test_mask_params_are_chosen_once_per_run(executors):
     assert sum(landmark_faces) == 23 + 3
 
 
-def test_books_stay_bounded_on_a_long_video(executors):
+def test_books_stay_bounded_on_a_long_video(overlap, executors):
     """Faces coming and going (new tracks) and jumping (new runs) for 60 frames: the per-track books (target
     embeddings, mask params) only keep what the frames still in the window can use."""
     script = {i: [BASE_KPS + [8 * (i % 4), 0]] for i in range(60) if i % 5 != 4}
-    swapper = scripted_swapper(executors, script, batch=4)
+    swapper = scripted_swapper(executors, script, overlap=overlap, batch=4)
     swapper.targets = np.ones((1, 512), np.float32)
     swapper.similarity = -1.0                                   # every face matches the one target
     out = run_stream(swapper, numbered_frames(60), 4)
@@ -300,14 +310,15 @@ def test_books_stay_bounded_on_a_long_video(executors):
 
 # ------------------------------------------------------------------------------------------ equivalence
 
-def test_batched_equals_per_frame_when_smoothing_is_off(executors, two_faces, grace):
+def test_batched_equals_per_frame_when_smoothing_is_off(overlap, executors, two_faces, grace):
     frame, _ = two_faces
     blank = np.full_like(frame, 128)
     frames = moving(frame, 3) + [blank] + moving(frame, 4, step=3)
     image = ImageSwapper(real_swapper_nets(executors), faces="all")
     sources = image.embed_photos([(GRACE, grace)], "--source")
     reference = [image.swap(f, sources).frame for f in frames]
-    video = VideoSwapper(real_swapper_nets(executors), sources, faces="all", batch=3, smoothing=False)
+    video = VideoSwapper(real_swapper_nets(executors), sources, faces="all", batch=3, smoothing=False,
+                         overlap=overlap)
     out = run_stream(video, frames, 3)
     assert len(out) == len(frames)
     for a, b in zip(out, reference):
@@ -317,7 +328,7 @@ def test_batched_equals_per_frame_when_smoothing_is_off(executors, two_faces, gr
     assert video.nets.generator.feeds[0]["target"].shape[0] == 6
 
 
-def test_targets_keep_their_sources_across_face_free_frames(executors, two_faces, grace, aligned_kps):
+def test_targets_keep_their_sources_across_face_free_frames(overlap, executors, two_faces, grace, aligned_kps):
     """GHOST-style position bookkeeping would hand target 1's source to target 0 after frames with fewer
     faces; here every face gets the source paired with the target it matches, frame after frame."""
     frame, split = two_faces
@@ -333,7 +344,7 @@ def test_targets_keep_their_sources_across_face_free_frames(executors, two_faces
     for batch in (1, 3):
         nets.generator.feeds.clear()
         aligned_kps.clear()
-        out = run_stream(VideoSwapper(nets, sources, targets, batch=batch), frames, batch)
+        out = run_stream(VideoSwapper(nets, sources, targets, batch=batch, overlap=overlap), frames, batch)
         identities = np.concatenate([f["source_embedding"] for f in nets.generator.feeds])
         assert len(aligned_kps) == len(identities) == 2 + 1 + 2 + 1 + 1 + 2
         on_grace = [kps[:, 0].mean() >= split for kps in aligned_kps]
@@ -442,3 +453,145 @@ def test_swap_video_command_uses_the_video_swapper(tmp_path, capsys, monkeypatch
     assert isinstance(process, VideoSwapper) and process.lookahead == 0
     decoded = [rgb for _, rgb in decode_all(clip)]
     assert len(process([decoded[0]])) == 1 and process.frames_swapped == 1
+
+
+# ------------------------------------------------------------------------------------------ overlap
+
+def run_in_thread(call, seconds: float = 120.0) -> dict:
+    """call() in a thread: {"value": …} or {"error": …}; fails the test if it has not finished in time."""
+    result = {}
+
+    def target():
+        try:
+            result["value"] = call()
+        except BaseException as err:      # noqa: BLE001  (the test inspects whatever came out)
+            result["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: a hang"
+    return result
+
+
+def test_overlap_and_serial_give_identical_frames(executors):
+    """Tracks born, lost and jumping, detection every 2nd frame, target embeddings: the same pixels either way."""
+    track = jittered_track(24)
+    script = {i: [k] for i, k in enumerate(track) if k is not None}
+    runs = {}
+    for overlap in (False, True):
+        swapper = scripted_swapper(executors, script, batch=3, detect_every=2, overlap=overlap)
+        swapper.targets, swapper.similarity = np.ones((1, 512), np.float32), -1.0
+        runs[overlap] = (run_stream(swapper, numbered_frames(24), 3), swapper)
+    (serial, a), (overlapped, b) = runs[False], runs[True]
+    assert len(serial) == len(overlapped) == 24
+    for x, y in zip(serial, overlapped):
+        np.testing.assert_array_equal(x, y)
+    # frame 9 (no face) is not due for detection, so it carries frame 8's face: all 24 are swapped
+    assert (a.faces_swapped, a.frames_swapped) == (b.faces_swapped, b.frames_swapped) == (24, 24)
+    assert a.nets.detector.calls == b.nets.detector.calls
+    assert a.tracker.next_id == b.tracker.next_id and set(a.mask_params) == set(b.mask_params)
+
+
+def test_overlap_and_serial_give_identical_video_files(tmp_path, executors, two_faces):
+    frame, _ = two_faces
+    clip = write_face_clip(tmp_path / "in.mp4", moving(frame[:, :320], 9))
+    decoded = {}
+    for overlap in (False, True):
+        out = tmp_path / f"out-{overlap}.mkv"
+        process = VideoSwapper(real_swapper_nets(executors), np.ones((1, 512), np.float32), batch=4,
+                               overlap=overlap)
+        summary = swap_video(clip, out, process, batch=4, progress=False)
+        process.close()
+        assert summary["frames"] == 9 and process.frames_swapped == 9
+        decoded[overlap] = decode_all(out)
+    assert [pts for pts, _ in decoded[False]] == [pts for pts, _ in decoded[True]]
+    for (_, x), (_, y) in zip(decoded[False], decoded[True]):
+        np.testing.assert_array_equal(x, y)
+
+
+class FailingDetector(ScriptedDetector):
+    """A scripted detector that raises on frame `fail_at`, noting the thread it raised in."""
+
+    def __init__(self, script, fail_at: int):
+        super().__init__(script)
+        self.fail_at, self.error, self.thread = fail_at, None, None
+
+    def detect(self, frames):
+        if self.fail_at in [frame_number(f) for f in frames]:
+            self.error = RuntimeError(f"detector failed on frame {self.fail_at}")
+            self.thread = threading.current_thread().name
+            raise self.error
+        return super().detect(frames)
+
+
+def test_an_error_in_the_worker_surfaces_as_itself(executors):
+    swapper = scripted_swapper(executors, {i: [BASE_KPS] for i in range(12)}, batch=3, overlap=True)
+    detector = swapper.nets.detector = FailingDetector({i: [BASE_KPS] for i in range(12)}, fail_at=7)
+    result = run_in_thread(lambda: run_stream(swapper, numbered_frames(12), 3))
+    assert result.get("error") is detector.error is not None
+    assert detector.thread.startswith("ghostrt-front")           # raised in the worker, re-raised here
+    swapper.close()
+
+
+def test_an_error_in_the_back_half_waits_for_the_worker_and_surfaces(executors):
+    swapper = scripted_swapper(executors, {i: [BASE_KPS] for i in range(12)}, batch=3, overlap=True)
+    inner, error = swapper.nets.generator, RuntimeError("generator failed")
+
+    class FailingGenerator:
+        input_names, output_names = inner.input_names, inner.output_names
+
+        def run(self, feeds):
+            raise error
+
+    swapper.nets.generator = FailingGenerator()
+    result = run_in_thread(lambda: run_stream(swapper, numbered_frames(12), 3))
+    assert result.get("error") is error
+    assert swapper.frames_seen == 6               # the front half of the batch in flight finished, no further
+    swapper.close()
+
+
+def test_a_worker_error_stops_the_video_loop(tmp_path, executors):
+    clip = make_clip(tmp_path / "in.mp4", frames=10, audio=False)
+    error = RuntimeError("detector failed")
+
+    class FailsOnSecondCall:
+        calls, max_batch = 0, None
+
+        def detect(self, frames):
+            self.calls += 1
+            if self.calls == 2:
+                raise error
+            return [[] for _ in frames]
+
+    swapper = scripted_swapper(executors, {}, batch=3, overlap=True)
+    swapper.nets.detector = FailsOnSecondCall()
+    result = run_in_thread(lambda: swap_video(clip, tmp_path / "out.mp4", swapper, batch=3, progress=False))
+    assert result.get("error") is error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    swapper.close()
+
+
+@pytest.mark.parametrize("n, batch, smooth", [(1, 4, True), (2, 1, True), (5, 2, True), (8, 4, True),
+                                              (7, 3, False), (1, 1, False)])
+def test_flush_emits_every_frame_with_overlap(executors, n, batch, smooth):
+    threads_before = set(threading.enumerate())
+    swapper = scripted_swapper(executors, {i: [BASE_KPS + [i, 0]] for i in range(n)}, batch=batch,
+                               smoothing=smooth, overlap=True)
+    out = run_stream(swapper, numbered_frames(n), batch)
+    assert [frame_number(f) for f in out] == list(range(n))
+    assert swapper.frames_swapped == n and swapper.flush() == []
+    assert swapper.due is None and not swapper.pending
+    swapper.close()
+    assert not [t for t in set(threading.enumerate()) - threads_before if t.name.startswith("ghostrt-front")]
+
+
+@pytest.mark.parametrize("default", [False, True])
+def test_overlap_default_follows_the_lookahead(executors, monkeypatch, default):
+    """Video (smoothing) takes the measured default; the webcam's one-in-one-out swapper never overlaps unless
+    asked, whatever the default."""
+    monkeypatch.setattr(video_swapper, "OVERLAP_BY_DEFAULT", default)
+    assert scripted_swapper(executors, {}).overlap is default
+    assert scripted_swapper(executors, {}, smoothing=False).overlap is False
+    assert scripted_swapper(executors, {}, smoothing=False, overlap=True).overlap is True
+    assert scripted_swapper(executors, {}, overlap=False).overlap is False
