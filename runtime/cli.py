@@ -142,7 +142,7 @@ def make_process(args):
     video = args.swap_mode == "video"
     process = VideoSwapper(nets, source_embs, target_embs, faces=args.faces, similarity=args.similarity,
                            batch=args.batch if video else 1, detect_every=args.detect_every if video else 1,
-                           smoothing=video)
+                           smoothing=video, overlap=getattr(args, "overlap", None) or None)
     process.standin_weights = bool(standin)
     process.label = make_label(1, bool(standin), operation=f"{args.swap_mode} face swap")
     return process

@@ -40,6 +40,9 @@ def add_video_parser(swap_subparsers, make_process, add_common=None):
     p.add_argument("--detect-every", type=int, default=1,
                    help="run the face detector every K frames, tracking in between (default 1: every frame)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument("--overlap", action="store_true",
+                   help="detect/embed the next batch in a worker thread while this batch is swapped (off by "
+                        "default: slower on 2 CPU cores where each net already uses both; try it on more cores)")
     p.set_defaults(func=lambda args: run_video(args, make_process))
     return p
 

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import align, blend, landmarks, mask, match
+from ghostrt.runtime import align, landmarks, mask, match
 from ghostrt.runtime import smoothing as keypoint_smoothing
+from ghostrt.runtime.graph_stages import OpenCvStages
 from ghostrt.runtime.pipeline import Nets, StageTimer
 from ghostrt.runtime.types import Face
 
@@ -185,6 +186,7 @@ class VideoSwapper:
         if batch < 1:
             raise GhostError(f"--batch {batch}: must be at least 1")
         self.nets = nets
+        self.stages = nets.stages or OpenCvStages()
         self.sources = np.asarray(sources, np.float32).reshape(-1, 512)
         self.targets = None if targets is None or len(targets) == 0 else np.asarray(targets, np.float32)
         self.faces_rule = faces
@@ -355,7 +357,9 @@ class VideoSwapper:
     def _swap(self, ready: list[FrameRecord], planned: list[PlannedFace], outputs: list[np.ndarray]) -> None:
         with self.timer.stage("align"):
             Ms, _ = align.estimate_norm_batch(np.stack([p.kps for p in planned]))
-            crops = np.stack([align.warp_crop(ready[p.slot].frame, M) for p, M in zip(planned, Ms)])
+            crops = np.zeros((len(planned), align.CROP_SIZE, align.CROP_SIZE, 3), np.uint8)
+            for slot, ks in self._faces_by_slot(planned).items():
+                crops[ks] = self.stages.crop(ready[slot].frame, Ms[ks])
         with self.timer.stage("swap"):
             out = run_chunked(self.nets.generator, {"target": align.crops_to_generator(crops),
                                                     "source_embedding": np.stack([p.identity for p in planned])},
@@ -381,12 +385,18 @@ class VideoSwapper:
                 self.mask_params.setdefault(key, params)
                 masks.append(face_mask)
         with self.timer.stage("blend"):
-            for k, p in enumerate(planned):
-                if outputs[p.slot] is ready[p.slot].frame:
-                    outputs[p.slot] = ready[p.slot].frame.copy()
-                    self.frames_swapped += 1
-                blend.paste_back(outputs[p.slot], swapped[k], masks[k], Ms[k], out=outputs[p.slot])
+            for slot, ks in self._faces_by_slot(planned).items():
+                outputs[slot] = self.stages.paste(ready[slot].frame, swapped[ks], [masks[k] for k in ks], Ms[ks])
+                self.frames_swapped += 1
         self.faces_swapped += len(planned)
+
+    @staticmethod
+    def _faces_by_slot(planned: list[PlannedFace]) -> dict[int, list[int]]:
+        """slot -> indices into `planned`, in plan order (a later face wins where two overlap, as in GHOST)."""
+        slots: dict[int, list[int]] = {}
+        for k, p in enumerate(planned):
+            slots.setdefault(p.slot, []).append(k)
+        return slots
 
     def _forget_ended_tracks(self) -> set[tuple[int, int]]:
         """Drop the books of tracks no frame can mention again (bounded memory on long videos); return the
