@@ -1,4 +1,5 @@
-"""`ghostrt build`: TensorRT / TensorRT-RTX engines for the chosen nets and precision, through the cache."""
+"""`ghostrt build`: TensorRT / TensorRT-RTX engines, or OpenVINO CPU blobs, for the chosen nets and precision,
+through the cache."""
 
 from ghostrt.errors import GhostError
 
@@ -21,15 +22,19 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    from ghostrt.export.engine_build import DEFAULT_MAX_BATCH, MODELS, PRECISIONS
+    from ghostrt.export.engine_build import DEFAULT_MAX_BATCH, MODELS
 
-    p = sub.add_parser("build", help="build TensorRT / TensorRT-RTX engines (cached per GPU)",
+    p = sub.add_parser("build", help="build TensorRT / TensorRT-RTX engines (cached per GPU) or OpenVINO CPU blobs",
                        description="Build one engine per model from its FP32 ONNX (exported if missing). A build "
-                                   "whose ONNX, backend version, target GPU, precision recipe and shapes are "
-                                   "unchanged is reused from the cache and reported as 'cached'.")
-    p.add_argument("--precision", required=True, choices=PRECISIONS)
-    p.add_argument("--backend", default="auto", choices=("auto", "trt", "trt-rtx"),
-                   help="auto: full TensorRT on a GPU it supports, else TensorRT-RTX (builds without a GPU)")
+                                   "whose ONNX, backend version, target GPU (or CPU), precision recipe and shapes "
+                                   "are unchanged is reused from the cache and reported as 'cached'. OpenVINO "
+                                   "blobs are measured against FP32 on real photos; bf16 and INT8 must pass the "
+                                   "fidelity gate.")
+    p.add_argument("--precision", required=True, choices=("fp32", "fp16", "bf16", "int8"),
+                   help="fp16: TensorRT only; bf16: OpenVINO only, on a CPU with AVX-512-BF16 or AMX")
+    p.add_argument("--backend", default="auto", choices=("auto", "trt", "trt-rtx", "openvino"),
+                   help="auto: full TensorRT on a GPU it supports, else TensorRT-RTX (builds without a GPU); "
+                        "openvino: a blob compiled for this CPU (--max-batch/--rtx-target do not apply)")
     p.add_argument("--rtx-target", default="ampere+", choices=("ampere+", "turing"),
                    help="TensorRT-RTX only: ampere+ = any RTX 30/40/50 (CC 8.6/8.9/12.x, default); turing = "
                         "RTX 20 (CC 7.5; no FP32 GEMM there, so build FP16/INT8)")
@@ -44,5 +49,5 @@ def register(sub) -> None:
                    help="calibration set from `ghostrt calibrate` (default: calibration/sets/default.npz); "
                         "INT8 needs it, FP16 uses it when present")
     p.add_argument("--accept-fidelity", action="store_true",
-                   help="keep (and allow loading) an FP16/INT8 engine that misses the fidelity gate")
+                   help="keep (and allow loading) an FP16/bf16/INT8 engine that misses the fidelity gate")
     p.set_defaults(func=run)

@@ -1,5 +1,7 @@
 """`ghostrt check`: make the FP16 or INT8 ONNX of each net, measure it against FP32 on real photos, apply the
-gate, and record the numbers (merged per model and precision) in bench/fidelity.json."""
+gate, and record the numbers (merged per model and precision) in bench/fidelity.json. With --backend openvino
+the blob OpenVINO compiles for this CPU (from the INT8 variant, or bf16/fp32 from the FP32 ONNX) is measured
+the same way and recorded under "<precision>/openvino"."""
 
 import datetime
 import json
@@ -22,7 +24,13 @@ def register(subparsers) -> None:
         description="Build the FP16 (AutoCast, normalisation FP32) or INT8 (ModelOpt Q/DQ; trained nets get the "
                     "accuracy-gated fallback) ONNX of each net, compare with FP32 on ONNX Runtime CPU over real "
                     "photos, print the numbers and exit 2 when a gate is missed.")
-    parser.add_argument("--precision", choices=("fp16", "int8"), required=True)
+    parser.add_argument("--precision", choices=("fp16", "bf16", "int8", "fp32"), required=True,
+                        help="fp16: ONNX variant (and TensorRT engine where a GPU is); bf16, fp32: --backend "
+                             "openvino only; int8: both")
+    parser.add_argument("--backend", choices=("onnx", "openvino"), default="onnx",
+                        help="onnx (default): the ONNX variant on ONNX Runtime (plus the TensorRT engine where a "
+                             "GPU is); openvino: also the blob OpenVINO compiles for this CPU (cached in the "
+                             "engines folder above --onnx-dir), recorded as '<precision>/openvino'")
     parser.add_argument("--models", default=",".join(ALL_MODELS),
                         help=f"comma-separated, from {','.join(ALL_MODELS)} (default: all)")
     parser.add_argument("--weights-dir", type=Path, default=None, help="weights (default: resolved as for export)")
@@ -88,9 +96,14 @@ def machine_info() -> dict:
         modelopt = version("nvidia-modelopt")
     except Exception:  # metadata lookups raise several types; the number is informative only
         modelopt = None
+    try:
+        from importlib.metadata import version
+        openvino = version("openvino")
+    except Exception:  # not installed: the OpenVINO rows are then absent too
+        openvino = None
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "polygraphy": polygraphy.__version__,
-            "nvidia-modelopt": modelopt,
+            "nvidia-modelopt": modelopt, "openvino": openvino,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -104,12 +117,17 @@ def merge_results(path: Path, rows: list[dict], machine: dict) -> dict:
             raise GhostError(f"{path}: not valid JSON; move it away or fix it") from None
     results = data.setdefault("results", {})
     for row in rows:
-        results.setdefault(row["model"], {})[row["precision"]] = {**row, "machine": machine}
+        results.setdefault(row["model"], {})[result_key(row)] = {**row, "machine": machine}
     data["machine"] = machine
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
     return data
+
+
+def result_key(row: dict) -> str:
+    """'int8' for an ONNX variant's row, 'int8/openvino' for one measured through another backend."""
+    return f"{row['precision']}/{row['backend']}" if row.get("backend") else row["precision"]
 
 
 def _jsonable(value):
@@ -131,29 +149,59 @@ def _summary(row: dict) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'model':<11} {'prec':<5} {'raw rel err':>11} {'raw cos':>9}  {'task numbers':<60} verdict")
+    print(f"{'model':<11} {'prec':<14} {'raw rel err':>11} {'raw cos':>9}  {'task numbers':<60} verdict")
     for row in rows:
-        verdict = ("pass" if row["passed"] else "FAIL") if row["gate_applied"] else row["weights"]
+        verdict = ("pass" if row["passed"] else "FAIL") if row["gate_applied"] else \
+            (row["weights"] if row["precision"] != "fp32" else "numbers only")
         extra = f"  INT8 {row['precision_plan']['int8_coverage_pct']:.1f} % MACs" \
             if "int8_coverage_pct" in row.get("precision_plan", {}) else ""
-        print(f"{row['model']:<11} {row['precision']:<5} {row['raw']['max_rel_error']:>11.3e} "
+        if row.get("runtime_precisions"):
+            extra += "  runs " + ", ".join(f"{k} {v}" for k, v in sorted(row["runtime_precisions"].items()))
+        print(f"{row['model']:<11} {result_key(row):<14} {row['raw']['max_rel_error']:>11.3e} "
               f"{row['raw']['min_cosine']:>9.6f}  {_summary(row) + extra:<60} {verdict}")
-    if rows:
-        print(f"runner: {rows[0]['runner']}")
+    for runner in dict.fromkeys(row["runner"].split(", blob ")[0] for row in rows):
+        print(f"runner: {runner}")
 
 
-def check_model(model: str, precision: str, gate, args, log=print) -> dict:
+def check_model(model: str, precision: str, gate, args, log=print) -> list[dict]:
+    """The rows for one net: the ONNX variant's (fp16/int8), then with --backend openvino the blob's."""
     from ghostrt.export.models import ensure_onnx
 
     fp32 = ensure_onnx(model, weights_dir=args.weights_dir, onnx_dir=args.onnx_dir, log=log)
-    variant = Path(args.onnx_dir) / f"{model}.{precision}.onnx"
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    row = make_variant(model, precision, fp32, variant, gate, args.weights_dir, args.onnx_dir, args.calibration,
-                       methods=methods, calibration_samples=args.calibration_samples, log=log)
-    engine = engine_numbers(model, precision, fp32, args)
-    if engine is not None:
-        row["engine"] = engine
-    return row
+    rows, compiled_from = [], fp32
+    if precision in ("fp16", "int8"):
+        variant = Path(args.onnx_dir) / f"{model}.{precision}.onnx"
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        row = make_variant(model, precision, fp32, variant, gate, args.weights_dir, args.onnx_dir,
+                           args.calibration, methods=methods, calibration_samples=args.calibration_samples,
+                           log=log)
+        engine = engine_numbers(model, precision, fp32, args)
+        if engine is not None:
+            row["engine"] = engine
+        rows.append(row)
+        compiled_from = variant
+    if getattr(args, "backend", "onnx") == "openvino":
+        rows.append(openvino_numbers(model, precision, fp32, compiled_from, gate, rows[0] if rows else None, args))
+    return rows
+
+
+def openvino_numbers(model: str, precision: str, fp32: Path, onnx_path: Path, gate, variant_row, args) -> dict:
+    """The blob OpenVINO compiles for this CPU from `onnx_path` (cached beside the engines, with the same key
+    `ghostrt build --backend openvino` uses), run on the validation set and compared with FP32 like the ONNX
+    variant: the numbers of what the CPU really executes (u8 kernels, bf16), not a simulation of it."""
+    from ghostrt.export import openvino_build
+    from ghostrt.export.engine_build import recipe_from_row
+    from ghostrt.runtime import openvino_backend as ovb
+
+    openvino_build.require_precision(precision)
+    recipe = recipe_from_row(precision, variant_row) if variant_row is not None else \
+        ({"precision": precision, "hint": ovb.HINTS[precision]} if precision != "fp32" else None)
+    blob, manifest, _ = ovb.compile_blob(model, onnx_path, precision, Path(args.onnx_dir).parent,
+                                         quant_recipe=recipe, source_onnx=fp32 if onnx_path != fp32 else None,
+                                         log=lambda line: None)
+    reference = openvino_build.reference_for(model, fp32, args.weights_dir, args.onnx_dir)
+    return openvino_build.measure_blob(model, precision, blob, manifest, reference, gate,
+                                       openvino_build.untrained_onnx(fp32))
 
 
 def engine_numbers(model: str, precision: str, fp32: Path, args) -> dict | None:
@@ -241,13 +289,16 @@ def gate_verdict(row: dict) -> str | None:
 
 def run(args) -> int:
     models = parse_models(args.models)
-    gate = parse_gate(args.precision, args.gate)
-    rows = [check_model(model, args.precision, gate, args) for model in models]
+    if args.precision in ("bf16", "fp32") and getattr(args, "backend", "onnx") != "openvino":
+        raise GhostError(f"--precision {args.precision}: no ONNX variant to check; measure the OpenVINO blob "
+                         f"with --backend openvino")
+    gate = parse_gate("bf16" if args.precision == "fp32" else args.precision, args.gate)
+    rows = [row for model in models for row in check_model(model, args.precision, gate, args)]
     print_table(rows)
     merge_results(Path(args.out), rows, machine_info())
     print(f"wrote {args.out}")
     missed = [r for r in rows if r["gate_applied"] and not r["passed"]]
     if missed and not args.accept_fidelity:
-        detail = "; ".join(f"{r['model']} {r['precision']}: {', '.join(r['failures'])}" for r in missed)
+        detail = "; ".join(f"{r['model']} {result_key(r)}: {', '.join(r['failures'])}" for r in missed)
         raise GhostError(f"{args.out}: fidelity gate missed ({detail}); pass --accept-fidelity to keep going")
     return 0

@@ -36,9 +36,13 @@ def convert_precision(src: Path, dst: Path, model: str, precision: str, calibrat
     from ghostrt.export.fidelity import GATES
 
     row = make_variant(model, precision, src, dst, GATES[precision], weights_dir, src.parent, calibration_npz)
+    return recipe_from_row(precision, row), row
+
+
+def recipe_from_row(precision: str, row: dict) -> dict:
+    """The quantization recipe (part of the engine key) from a make_variant row's precision plan."""
     plan = row.get("precision_plan", {})
-    recipe = {"precision": precision, **{k: v for k, v in plan.items() if k in RECIPE_FIELDS}}
-    return recipe, row
+    return {"precision": precision, **{k: v for k, v in plan.items() if k in RECIPE_FIELDS}}
 
 
 RECIPE_FIELDS = ("method", "chosen_method", "chosen_ranking", "calibration_samples", "high_precision_layers",
@@ -173,12 +177,21 @@ def build_models(models, precision: str, backend: str = "auto", max_batch: int =
                  opt_batch: int | None = None, weights_dir=None, engines_dir=engine_cache.DEFAULT_ENGINES_DIR,
                  onnx_dir=None, calibration_npz=None, rtx_target: str = "ampere+", accept_fidelity: bool = False,
                  log=print) -> list[BuildResult]:
-    """`ghostrt build`: for each model, FP32 ONNX → precision variant → engine; one progress line per engine."""
-    if precision not in PRECISIONS:
-        raise GhostError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    """`ghostrt build`: for each model, FP32 ONNX → precision variant → engine; one progress line per engine.
+    backend "openvino": the CPU blobs of export.openvino_build instead (fp32, bf16 or int8, gated the same way)."""
     unknown = [m for m in models if m not in MODELS + EXTRA_MODELS]
     if unknown:
         raise GhostError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS + EXTRA_MODELS)}")
+    if backend == "openvino":
+        from ghostrt.export import openvino_build
+
+        return openvino_build.build_models(models, precision, weights_dir, engines_dir, onnx_dir, calibration_npz,
+                                           accept_fidelity, log=log)
+    if precision == "bf16":
+        raise GhostError("--precision bf16 is a CPU precision: build it with --backend openvino "
+                         "(TensorRT runs fp16 instead)")
+    if precision not in PRECISIONS:
+        raise GhostError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     engines_dir = Path(engines_dir)
     onnx_dir = Path(onnx_dir) if onnx_dir else engines_dir / "onnx"
     calibration_npz = Path(calibration_npz) if calibration_npz else default_calibration_npz()
