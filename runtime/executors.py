@@ -102,7 +102,8 @@ def _openvino_choice(model_onnx: Path, precision: str, engines_dir: Path, thread
                      strict: bool) -> Choice:
     """OpenVINO for this model. FP32 is compiled on first use (no gate needed); bf16 (asked for as bf16, or as
     fp16, which CPUs do not run) and INT8 need a blob `ghostrt build --backend openvino` compiled and gated.
-    strict (--backend openvino): a missing gated blob is an error; under auto it falls back to FP32 and says so."""
+    strict (--backend openvino): a missing blob is an error; under auto it falls back to FP32 and says so. A
+    blob that missed the gate falls back to FP32 either way: a pipeline of nets keeps the ones that passed."""
     from ghostrt.runtime import openvino_backend as ovb
 
     ov = ovb.load_openvino()
@@ -120,6 +121,8 @@ def _openvino_choice(model_onnx: Path, precision: str, engines_dir: Path, thread
                 path, _ = ovb.blob_for_run(engines_dir, model_onnx.stem, wanted)
                 return Choice(ovb.OpenVinoExecutor(path, threads), "openvino",
                               f"OpenVINO {wanted} {path.name} on {cpu.name}", wanted)
+            except ovb.GateMissed as err:      # measured and refused: FP32 for this net, said in the summary
+                note = f"; {wanted} refused ({err})"
             except GhostError as err:
                 if strict and precision != "fp16":
                     raise

@@ -31,6 +31,13 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "a
              "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
 
 
+class GateMissed(GhostError):
+    """A blob whose fidelity against FP32 missed the gate and was not accepted: never loaded."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(str(file_error(path, problem)))
+
+
 @dataclass(frozen=True)
 class CpuInfo:
     name: str
@@ -154,7 +161,7 @@ def validate_for_run(manifest: dict, cpu: CpuInfo, ov_version: str, onnx_sha256:
                                f"{cpu.target} ({','.join(cpu.isa)})" + rebuild)
     fidelity = manifest.get("fidelity") or {}
     if fidelity.get("accepted") is False:
-        raise file_error(path, f"missed the fidelity gate ({fidelity.get('summary', 'see its manifest')}) and was "
+        raise GateMissed(path, f"missed the fidelity gate ({fidelity.get('summary', 'see its manifest')}) and was "
                                f"not accepted; rebuild it with `{command} --accept-fidelity` to run it anyway")
     if manifest["precision"] != "fp32" and not fidelity:
         raise file_error(path, "its fidelity against FP32 was never measured" + rebuild)
