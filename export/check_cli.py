@@ -1,7 +1,8 @@
 """`ghostrt check`: make the FP16 or INT8 ONNX of each net, measure it against FP32 on real photos, apply the
 gate, and record the numbers (merged per model and precision) in bench/fidelity.json. With --backend openvino
 the blob OpenVINO compiles for this CPU (from the INT8 variant, or bf16/fp32 from the FP32 ONNX) is measured
-the same way and recorded under "<precision>/openvino"."""
+the same way and recorded under "<precision>/openvino"; a trained net's INT8 variant is then the one searched
+and gated on OpenVINO itself (export.openvino_gate), and TensorRT's ONNX Runtime row is left untouched."""
 
 import datetime
 import json
@@ -168,6 +169,8 @@ def check_model(model: str, precision: str, gate, args, log=print) -> list[dict]
     from ghostrt.export.models import ensure_onnx
 
     fp32 = ensure_onnx(model, weights_dir=args.weights_dir, onnx_dir=args.onnx_dir, log=log)
+    if precision == "int8" and getattr(args, "backend", "onnx") == "openvino" and not _untrained(fp32):
+        return [openvino_gated_numbers(model, fp32, gate, args, log)]
     rows, compiled_from = [], fp32
     if precision in ("fp16", "int8"):
         variant = Path(args.onnx_dir) / f"{model}.{precision}.onnx"
@@ -183,6 +186,27 @@ def check_model(model: str, precision: str, gate, args, log=print) -> list[dict]
     if getattr(args, "backend", "onnx") == "openvino":
         rows.append(openvino_numbers(model, precision, fp32, compiled_from, gate, rows[0] if rows else None, args))
     return rows
+
+
+def _untrained(fp32: Path) -> bool:
+    from ghostrt.export.models import read_sidecar
+
+    return bool((read_sidecar(fp32) or {}).get("standin", False))
+
+
+def openvino_gated_numbers(model: str, fp32: Path, gate, args, log=print) -> dict:
+    """Trained INT8 on OpenVINO: the plan searched and gated on OpenVINO (<model>.int8-openvino.onnx, reused
+    while its inputs are unchanged), its blob compiled and measured. TensorRT's ONNX Runtime row is left as is."""
+    from ghostrt.export import openvino_build
+
+    openvino_build.require_precision("int8")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    calibration = _calibration(args.calibration, args.weights_dir, model, log)
+    variant, _, variant_row = openvino_build.int8_variant(model, fp32, calibration, args.weights_dir, log,
+                                                          gate=gate, methods=methods)
+    row = openvino_numbers(model, "int8", fp32, variant, gate, variant_row, args)
+    return {**row, "precision_plan": variant_row.get("precision_plan", {}),
+            "variant_onnx_fidelity": {"runner": variant_row.get("runner"), "task": variant_row.get("task")}}
 
 
 def openvino_numbers(model: str, precision: str, fp32: Path, onnx_path: Path, gate, variant_row, args) -> dict:

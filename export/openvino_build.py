@@ -1,4 +1,7 @@
-"""`ghostrt build --backend openvino`: FP32 ONNX → (INT8: the gated Q/DQ variant) → OpenVINO CPU blob, measured.
+"""`ghostrt build --backend openvino`: FP32 ONNX → (INT8: the Q/DQ variant gated on OpenVINO) → CPU blob, measured.
+
+A trained net's INT8 plan is searched with OpenVINO as the judge (export.openvino_gate), in a file of its own;
+TensorRT's ONNX-Runtime-gated <model>.int8.onnx stays as it is.
 
 The blob is what runs, so the blob is what gets measured: after compile_blob (cached like a TensorRT engine),
 the compiled blob itself runs the fixed real-photo validation set through OpenVinoExecutor and is compared with
@@ -126,7 +129,7 @@ def measured_before(manifest: dict, gate) -> dict | None:
 
 def build_models(models, precision: str, weights_dir=None, engines_dir=engine_cache.DEFAULT_ENGINES_DIR,
                  onnx_dir=None, calibration_npz=None, accept_fidelity: bool = False, log=print) -> list:
-    """For each model: FP32 ONNX → (INT8: precision_onnx's gated Q/DQ variant; bf16: the FP32 ONNX itself) →
+    """For each model: FP32 ONNX → (INT8: int8_variant, gated on OpenVINO; bf16: the FP32 ONNX itself) →
     compile_blob (cached) → the blob measured against FP32 and gated → verdict in its manifest → one line."""
     from ghostrt.export import engine_build, fidelity
     from ghostrt.runtime import openvino_backend as ovb
@@ -140,8 +143,7 @@ def build_models(models, precision: str, weights_dir=None, engines_dir=engine_ca
         source = engine_build.fp32_onnx(model, weights_dir, onnx_dir, log=log)
         variant_row = None
         if precision == "int8":
-            onnx_path, recipe, variant_row = engine_build.precision_onnx(source, "int8", model, calibration_npz,
-                                                                         weights_dir, log=log)
+            onnx_path, recipe, variant_row = int8_variant(model, source, calibration_npz, weights_dir, log)
         else:
             onnx_path, recipe = source, ({"precision": precision, "hint": ovb.HINTS[precision]}
                                          if precision != "fp32" else None)
@@ -169,6 +171,18 @@ def build_models(models, precision: str, weights_dir=None, engines_dir=engine_ca
                              f"be loaded (pass --accept-fidelity to accept it)")
         results.append(result)
     return results
+
+
+def int8_variant(model: str, source: Path, calibration_npz, weights_dir=None, log=print, gate=None, methods=None):
+    """(INT8 ONNX, recipe, fidelity row) for OpenVINO. Trained nets: the plan searched and gated on OpenVINO
+    itself (openvino_gate: <model>.int8-openvino.onnx), since its u8 kernels and ONNX Runtime's simulation
+    disagree; untrained stand-ins: the plain variant precision_onnx makes (numbers only, no search)."""
+    from ghostrt.export import engine_build, fidelity, openvino_gate
+
+    if untrained_onnx(source):
+        return engine_build.precision_onnx(source, "int8", model, calibration_npz, weights_dir, log=log)
+    return openvino_gate.openvino_int8_onnx(source, model, calibration_npz, gate or fidelity.GATES["int8"],
+                                            weights_dir, methods, log=log)
 
 
 def precision_counts(manifest: dict) -> str:

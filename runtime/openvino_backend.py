@@ -91,7 +91,7 @@ def blob_key(model: str, onnx_path, precision: str, cpu: CpuInfo, ov_version: st
                                   precision=precision, quant_recipe=quant_recipe, profiles={})
 
 
-def _compile_config(precision: str, threads: int | None) -> dict:
+def compile_config(precision: str, threads: int | None) -> dict:
     config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -121,7 +121,7 @@ def compile_blob(model: str, onnx_path, precision: str, engines_dir, quant_recip
         return cached[0], cached[1], True
     started = time.perf_counter()
     try:
-        compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", _compile_config(precision, None))
+        compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", compile_config(precision, None))
     except Exception as err:  # OpenVINO raises RuntimeError subclasses with multi-line messages
         raise file_error(onnx_path, f"OpenVINO cannot compile it ({str(err).splitlines()[0][:200]})") from err
     blob = compiled.export_model().getvalue()

@@ -6,6 +6,9 @@ quantizer (standing in for ModelOpt through a monkeypatched precision_onnx), so 
 kernels. Everything else is the real path: OpenVINO compiles and caches the blob, the blob runs the real-photo
 validation set, the fidelity gate reads its numbers, the manifest keeps the verdict, and make_executor loads or
 refuses the blob by that verdict.
+
+The OpenVINO-gated INT8 search (export.openvino_gate) runs for real on the same net, with only ModelOpt
+replaced by ONNX Runtime's Q/DQ quantizer and OpenVINO's runs spied on (see the `gated` fixture).
 """
 
 import dataclasses
@@ -19,7 +22,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ghostrt.cli import main
 from ghostrt.errors import GhostError
-from ghostrt.export import engine_build, fidelity, openvino_build
+from ghostrt.export import engine_build, fidelity, openvino_build, openvino_gate
+from ghostrt.export import precision as variants
 from ghostrt.runtime import engine_cache, executors
 from ghostrt.runtime import openvino_backend as ovb
 
@@ -34,13 +38,13 @@ def tiny_arcface(path: Path) -> Path:
     inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 4, 4)) * 0.2).astype(np.float32), "w1"),
              numpy_helper.from_array((rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32), "w2"),
              numpy_helper.from_array(rng.standard_normal((16, 512)).astype(np.float32), "proj")]
-    nodes = [helper.make_node("Conv", ["face", "w1"], ["c1"], strides=[4, 4]),
-             helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c2"], ["r2"]),
-             helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["flat"]),
-             helper.make_node("MatMul", ["flat", "proj"], ["embedding"])]
+    nodes = [helper.make_node("Conv", ["face", "w1"], ["c1"], name="conv1", strides=[4, 4]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="pool"),
+             helper.make_node("Flatten", ["g"], ["flat"], name="flatten"),
+             helper.make_node("MatMul", ["flat", "proj"], ["embedding"], name="proj")]
     graph = helper.make_graph(nodes, "tiny_arcface",
                               [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["N", 3, 112, 112])],
                               [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 512])], inits)
@@ -50,8 +54,9 @@ def tiny_arcface(path: Path) -> Path:
     return path
 
 
-def qdq_int8(src: Path, dst: Path) -> Path:
-    """A Q/DQ INT8 graph (u8 activations, i8 weights) calibrated on the real validation faces."""
+def qdq_int8(src: Path, dst: Path, exclude=()) -> Path:
+    """A Q/DQ INT8 graph (u8 activations, i8 weights) calibrated on the real validation faces; the nodes named
+    in `exclude` stay FP32 (ModelOpt's nodes_to_exclude)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from ghostrt.calibration.build import validation_inputs
@@ -66,7 +71,8 @@ def qdq_int8(src: Path, dst: Path) -> Path:
             return next(self.feeds, None)
 
     quantize_static(str(src), str(dst), Faces(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                    extra_options={"QDQKeepRemovableActivations": True})   # an edited-out Q/DQ keeps its ReLU
     return dst
 
 
@@ -91,8 +97,18 @@ def tiny(tmp_path, monkeypatch):
             {"model": model, "precision": precision, "task": {"embedding_cosine_min": 0.99},
              "precision_plan": {"int8_coverage_pct": 100.0}}
 
+    def fake_openvino_int8_onnx(src, model, calibration_npz, gate, weights_dir=None, methods=None, log=print):
+        dst = openvino_gate.variant_path(src)
+        if not dst.exists():
+            qdq_int8(src, dst)
+            made.append(dst)
+        return dst, {"precision": "int8", "method": "onnxruntime qdq (test)"}, \
+            {"model": model, "precision": "int8", "task": {"embedding_cosine_min": 0.99},
+             "precision_plan": {"int8_coverage_pct": 100.0}}
+
     monkeypatch.setattr(engine_build, "fp32_onnx", fake_fp32_onnx)
     monkeypatch.setattr(engine_build, "precision_onnx", fake_precision_onnx)
+    monkeypatch.setattr(openvino_gate, "openvino_int8_onnx", fake_openvino_int8_onnx)
     return {"dir": tmp_path, "fp32": fp32, "made": made}
 
 
@@ -121,7 +137,7 @@ def test_int8_blob_is_built_gated_then_cached_and_loads(tiny):
     assert not first.cached and first.engine_path.is_file() and "built" in first.line()
     manifest = manifest_of(first)
     assert (manifest["backend"], manifest["precision"]) == ("openvino", "int8")
-    assert manifest["onnx_file"].endswith("arcface.int8.onnx")
+    assert manifest["onnx_file"].endswith("arcface.int8-openvino.onnx")      # trained: the OpenVINO-gated plan
     assert manifest["source_onnx_sha256"] == engine_cache.sha256_file(tiny["fp32"])
     assert set(manifest["runtime_precisions"]) & {"u8", "i8"}, manifest["runtime_precisions"]   # real INT8
     record = manifest["fidelity"]
@@ -223,27 +239,31 @@ def test_tensorrt_build_refuses_bf16_and_openvino_refuses_fp16(tiny):
         engine_build.build_models(["arcface"], "fp16", backend="openvino", engines_dir=tiny["dir"], **QUIET)
 
 
-def test_check_records_the_openvino_numbers_beside_the_onnx_row(tiny, monkeypatch, capsys):
+def test_check_records_the_openvino_gated_numbers_and_leaves_the_tensorrt_row(tiny, monkeypatch, capsys):
+    """Trained INT8 with --backend openvino: the OpenVINO-gated plan's blob is measured and recorded under
+    'int8/openvino'; the ONNX Runtime row TensorRT builds from ('int8') is neither remade nor overwritten."""
     from ghostrt.export import check_cli, models
 
-    def fake_make_variant(model, precision, fp32, variant, gate, weights_dir, onnx_dir, calibration, **_):
-        qdq_int8(fp32, variant)
-        reference = fidelity.validation_reference(model, fp32)
-        row = fidelity.fidelity_row(model, precision, reference, variant, False, gate)
-        return {**row, "precision_plan": {"method": "onnxruntime qdq (test)"}}
+    def no_make_variant(*_, **__):
+        raise AssertionError("the ONNX-Runtime-gated TensorRT variant must not be remade for OpenVINO")
 
     monkeypatch.setattr(models, "ensure_onnx", lambda model, **_: tiny["fp32"])
-    monkeypatch.setattr(check_cli, "make_variant", fake_make_variant)
+    monkeypatch.setattr(check_cli, "make_variant", no_make_variant)
     out = tiny["dir"] / "fidelity.json"
-    code = main(["check", "--backend", "openvino", "--precision", "int8", "--models", "arcface",
-                 "--onnx-dir", str(tiny["dir"] / "onnx"), "--out", str(out)])
+    out.write_text(json.dumps({"results": {"arcface": {"int8": {"runner": "tensorrt row"}}}}))
+    calibration = tiny["dir"] / "calibration.npz"
+    np.savez(calibration, face=np.zeros((1, 3, 112, 112), np.float32))
+    code = main(["check", "--backend", "openvino", "--precision", "int8", "--models", "arcface", "--calibration",
+                 str(calibration), "--onnx-dir", str(tiny["dir"] / "onnx"), "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     results = json.loads(out.read_text())["results"]["arcface"]
-    onnx_row, ov_row = results["int8"], results["int8/openvino"]
-    assert "backend" not in onnx_row and ov_row["backend"] == "openvino"
+    assert results["int8"] == {"runner": "tensorrt row"}
+    ov_row = results["int8/openvino"]
+    assert ov_row["backend"] == "openvino" and ov_row["onnx"].endswith("arcface.int8-openvino.onnx")
     assert ov_row["runner"].startswith("OpenVINO ") and ov_row["machine"]["openvino"]
     assert set(ov_row["runtime_precisions"]) & {"u8", "i8"} and ov_row["gate_applied"] and ov_row["passed"]
+    assert ov_row["precision_plan"]["int8_coverage_pct"] == 100.0
     assert "int8/openvino" in printed and Path(ov_row["blob"]).is_file()
     # The recorded numbers are the blob's own: run it once more, all faces in one batch, and recompute.
     from ghostrt.calibration.build import validation_inputs
@@ -253,4 +273,122 @@ def test_check_records_the_openvino_numbers_beside_the_onnx_row(tiny, monkeypatc
     got = ovb.OpenVinoExecutor(ov_row["blob"]).run({"face": faces})["embedding"]
     cosine_min = min(fidelity.cosine(w, g) for w, g in zip(want, got))
     assert ov_row["task"]["embedding_cosine_min"] == pytest.approx(cosine_min, abs=1e-6)
-    assert abs(onnx_row["task"]["embedding_cosine_min"] - cosine_min) < 0.01    # same Q/DQ graph, two runners
+
+
+# ------------------------------------------------------------------------ the OpenVINO-gated INT8 search
+
+DAMAGED_ON_OPENVINO = "conv2"
+
+
+@pytest.fixture
+def gated(tmp_path, monkeypatch):
+    """The real openvino_int8_onnx / quantize_with_fallback on the tiny net, with ModelOpt replaced by ONNX
+    Runtime's Q/DQ quantizer (honouring the exclusions) and OpenVINO's runs spied on: a candidate that OpenVINO
+    runs with conv2 in INT8 gets its embeddings damaged, standing in for a u8 kernel that rounds worse than
+    ONNX Runtime's simulation. ONNX Runtime runs are recorded with their sample count."""
+    fp32 = tiny_arcface(tmp_path / "arcface.onnx")
+    calibration = tmp_path / "calibration.npz"
+    np.savez(calibration, face=np.zeros((1, 3, 112, 112), np.float32))
+    log = {"modelopt": [], "openvino": [], "ort": []}
+
+    def fake_make_int8_onnx(src, dst, model, calibration_npz, method="entropy", exclude=(), max_samples=None):
+        log["modelopt"].append(sorted(exclude))
+        qdq_int8(Path(src), Path(dst), exclude)
+        macs = variants.layer_macs(src, {"face": np.zeros((1, 3, 112, 112), np.float32)})
+        return Path(dst), {"method": method, "calibration_samples": 8, "high_precision_layers": sorted(exclude),
+                           **variants.coverage(macs, variants.int8_layers(onnx.load(str(dst))))}
+
+    real_run, real_ort = openvino_gate.OpenVinoReference.run, fidelity.run_onnx
+
+    def spied_run(self, test_onnx):
+        outputs = real_run(self, test_onnx)
+        graph = onnx.load_from_string(test_onnx) if isinstance(test_onnx, bytes) else onnx.load(str(test_onnx))
+        damaged = DAMAGED_ON_OPENVINO in variants.int8_layers(graph)
+        log["openvino"].append(damaged)
+        if damaged:
+            noise = np.random.default_rng(0).standard_normal(outputs["embedding"].shape).astype(np.float32)
+            outputs["embedding"] = outputs["embedding"] + noise * np.abs(outputs["embedding"]).mean()
+        return outputs
+
+    def spied_ort(onnx_path, inputs, chunk=4):
+        log["ort"].append((onnx_path if isinstance(onnx_path, bytes) else str(onnx_path),
+                           len(next(iter(inputs.values())))))
+        return real_ort(onnx_path, inputs, chunk)
+
+    monkeypatch.setattr(variants, "make_int8_onnx", fake_make_int8_onnx)
+    monkeypatch.setattr(openvino_gate.OpenVinoReference, "run", spied_run)
+    monkeypatch.setattr(fidelity, "run_onnx", spied_ort)
+
+    def search(**kw):
+        return openvino_gate.openvino_int8_onnx(fp32, "arcface", calibration, fidelity.GATES["int8"],
+                                                methods=["max"], **QUIET, **kw)
+    return {"fp32": fp32, "calibration": calibration, "log": log, "search": search}
+
+
+def test_gate_decisions_come_from_openvino_and_reject_what_only_onnxruntime_passes(gated):
+    path, recipe, row = gated["search"]()
+    log = gated["log"]
+    assert path.name == "arcface.int8-openvino.onnx" and not (path.parent / "arcface.int8.onnx").exists()
+    # ONNX Runtime alone would accept the all-INT8 graph ...
+    all_int8 = qdq_int8(gated["fp32"], path.parent / "all_int8.onnx")
+    reference = fidelity.validation_reference("arcface", gated["fp32"])
+    assert not fidelity.gate_failures("arcface", reference.compare(all_int8)["task"], fidelity.GATES["int8"])
+    # ... OpenVINO refused it, so the chosen plan keeps conv2 out of INT8 and passes on OpenVINO.
+    plan = row["precision_plan"]
+    assert plan["methods"][0]["all_int8"]["embedding_cosine_min"] < 0.99 and plan["methods"][0]["passed"]
+    assert DAMAGED_ON_OPENVINO in plan["high_precision_layers"] == recipe["high_precision_layers"]
+    assert DAMAGED_ON_OPENVINO not in variants.int8_layers(onnx.load(str(path)))
+    assert row["passed"] and row["runner"].startswith("OpenVINO ") and plan["runner"] == row["runner"]
+    assert True in log["openvino"] and log["openvino"][-1] is False
+    # Every full-validation-set run went through OpenVINO: ONNX Runtime ran only the FP32 reference and the
+    # 2-sample probe (the damage ranking).
+    full = len(reference.inputs["face"])
+    assert [name for name, count in log["ort"] if count == full and name != str(gated["fp32"])] == [str(all_int8)]
+    assert all(count == 2 for name, count in log["ort"] if name != str(gated["fp32"]) and name != str(all_int8))
+    assert plan["openvino_runs"] == len(log["openvino"]) - 1          # the row's own measurement is the last
+
+
+def test_variant_is_reused_until_openvino_or_the_isa_changes(gated, monkeypatch):
+    first = gated["search"]()
+    searches = len(gated["log"]["modelopt"])
+    sha = engine_cache.sha256_file(first[0])
+    again = gated["search"]()
+    assert len(gated["log"]["modelopt"]) == searches and again == first          # reused: nothing run
+    assert engine_cache.sha256_file(first[0]) == sha
+
+    sidecar = first[0].with_name(first[0].name + ".json")
+    recorded = json.loads(sidecar.read_text())
+    assert recorded["inputs"]["openvino_version"] == ovb.version()
+    assert recorded["inputs"]["cpu_isa"] == list(ovb.probe_cpu().isa)
+    recorded["inputs"]["openvino_version"] = "2025.0.0-older"
+    sidecar.write_text(json.dumps(recorded))
+    gated["search"]()
+    assert len(gated["log"]["modelopt"]) > searches                             # another OpenVINO: searched
+    searches = len(gated["log"]["modelopt"])
+    gated["search"]()
+    assert len(gated["log"]["modelopt"]) == searches
+
+    real = ovb.probe_cpu
+    monkeypatch.setattr(ovb, "probe_cpu", lambda core=None: dataclasses.replace(real(core), isa=("avx2", "fma",
+                                                                                                "avx512f")))
+    gated["search"]()
+    assert len(gated["log"]["modelopt"]) > searches                             # another ISA: searched
+    assert json.loads(sidecar.read_text())["inputs"]["cpu_isa"] == ["avx2", "fma", "avx512f"]
+
+
+def test_build_uses_the_openvino_gated_variant_and_reuses_it(gated, monkeypatch):
+    monkeypatch.setattr(engine_build, "fp32_onnx", lambda model, weights_dir, onnx_dir, log=print: gated["fp32"])
+    engines = gated["fp32"].parent / "engines"
+
+    def build_it():
+        return openvino_build.build_models(["arcface"], "int8", engines_dir=engines,
+                                           calibration_npz=gated["calibration"], **QUIET)
+
+    first, = build_it()
+    manifest = manifest_of(first)
+    assert manifest["onnx_file"].endswith("arcface.int8-openvino.onnx")
+    assert DAMAGED_ON_OPENVINO in manifest["quant_recipe"]["high_precision_layers"]
+    assert manifest["fidelity"]["accepted"] is True and manifest["fidelity"]["passed"] is True
+    searches = len(gated["log"]["modelopt"])
+    again, = build_it()
+    assert again.cached and again.engine_path == first.engine_path and len(gated["log"]["modelopt"]) == searches
