@@ -26,8 +26,8 @@ import numpy as np
 
 from ghostrt.errors import GhostError
 
-BACKENDS = ("auto", "ort", "trt", "trt-rtx")
-PRECISIONS = ("fp32", "fp16", "int8")
+from ghostrt.runtime.executors import BACKENDS, PRECISIONS
+
 USED_MODELS = ("generator", "arcface", "landmarks")
 STANDIN_BANNER = "!! STAND-IN (untrained) weights: timings are real, swaps are not"
 
@@ -36,9 +36,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="per-stage latency of ghostrt vs the GHOST-style reference")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="ghostrt's executors (auto: TensorRT engine when a GPU and a built engine exist, "
-                        "else ONNX Runtime CPU)")
+                        "else OpenVINO when installed, else ONNX Runtime CPU)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16",
-                   help="engine precision for TensorRT backends (ONNX Runtime runs the FP32 ONNX)")
+                   help="engine precision (TensorRT: fp16/int8/fp32; OpenVINO: bf16 where the CPU has it, gated "
+                        "int8, else fp32; ONNX Runtime runs the FP32 ONNX)")
     p.add_argument("--batch", default="1,2", help="comma-separated frames per iteration (default 1,2)")
     p.add_argument("--frames", type=int, default=2, help="frames timed per mode (default 2)")
     p.add_argument("--warmup", type=int, default=1, help="untimed iterations per mode (default 1)")
@@ -53,6 +54,11 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: all)")
     p.add_argument("--out-dir", type=Path, default=Path("bench"), help="where the JSON and PNG go")
     p.add_argument("--skip-reference", action="store_true", help="time ghostrt only (no torch needed)")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the CPU per-face floor (the nets' MACs over this CPU's measured throughput)")
+    p.add_argument("--memory", metavar="SECONDS[,SECONDS]", default=None,
+                   help="instead: peak RSS of `swap video` on synthetic 1080p clips of these lengths, e.g. 60,600 "
+                        "(runtime/memory_bench.py)")
     p.set_defaults(func=run_bench)
 
 
@@ -112,6 +118,7 @@ def bench_inputs(frame_size: tuple[int, int], count: int) -> tuple[np.ndarray, l
 class Pipelines:
     nets: object                 # ghostrt.runtime.pipeline.Nets
     backends: dict               # model -> what ran it (executor choice reason)
+    executors: dict              # model -> "<backend> <precision>" that really ran
     reference: object | None     # ghostrt.export.reference_pipeline.ReferencePipeline
     detector_kind: str
     weights: dict                # folder, num_blocks, standin, standin_models, kind
@@ -142,7 +149,8 @@ def load_pipelines(args, log=print) -> Pipelines:
 
         log("loading the GHOST-style reference (PyTorch eager) on the same weights")
         reference = load_reference(weights, kind, retinaface_onnx=onnx["detector"])
-    return Pipelines(nets, {m: c.reason for m, c in choices.items()}, reference, kind, described)
+    return Pipelines(nets, {m: c.reason for m, c in choices.items()},
+                     {m: f"{c.backend} {c.precision}" for m, c in choices.items()}, reference, kind, described)
 
 
 def describe_weights(weights, detector_kind: str, num_blocks: int) -> dict:
@@ -225,6 +233,9 @@ def time_video_file(pipes: Pipelines, frames, batch: int, ours, theirs, log=prin
 def run_bench(args) -> int:
     from ghostrt.runtime import bench
 
+    if args.memory is not None:
+        from ghostrt.runtime.memory_bench import run_from_args
+        return run_from_args(args)
     check_options(args)
     batches = parse_batches(args.batch)
     frame_size = parse_frame_size(args.frame_size)
@@ -234,15 +245,23 @@ def run_bench(args) -> int:
     if pipes.weights["standin"]:
         print(f"{STANDIN_BANNER} ({', '.join(pipes.weights['standin_models'])})")
     runs = collect(pipes, source, frames, batches, args.frames, args.warmup)
+    floor = None
+    if not args.no_floor:
+        from ghostrt.runtime.cpu_floor import floor_report
+
+        print("measuring this CPU's multiply-add throughput for the per-face floor")
+        floor = floor_report(args.engines_dir / "onnx", detector="detector" if pipes.detector_kind == "scrfd"
+                             else "retinaface", threads=args.threads)
     config = {"backend": args.backend, "precision": args.precision, "batches": batches, "frames": args.frames,
               "warmup": args.warmup, "frame_size": list(frame_size), "detector": pipes.detector_kind,
-              "weights": pipes.weights, "ghostrt_backends": pipes.backends, "ort_threads": args.threads or "all",
+              "weights": pipes.weights, "ghostrt_backends": pipes.backends,
+              "ghostrt_executors": pipes.executors, "ort_threads": args.threads or "all",
               "reference": None if pipes.reference is None else reference_config(pipes.reference),
               "inputs": "source grace_hopper.jpg (matplotlib), target skimage astronaut in each frame",
               "video_file": "not timed: no ghostrt.runtime.video_loop" if importlib.util.find_spec(
                   "ghostrt.runtime.video_loop") is None else "file mode: H.264 clip of the bench frames; ghostrt "
                   "video loop (PyAV, threads) vs the reference's cv2 read-all / mp4v write (its ffmpeg pass untimed)"}
-    report = bench.build_report(runs, config)
+    report = bench.build_report(runs, config, floor=floor)
     json_path, png_path = bench.output_paths(report, args.out_dir)
     report["chart"] = png_path.name
     bench.write_chart(report, png_path)

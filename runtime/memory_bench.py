@@ -1,0 +1,364 @@
+"""`ghostrt bench --memory 60,600`: peak memory of the real `ghostrt swap video` on a 1-minute and a 10-minute
+synthetic 1080p clip. Memory must not grow with the video's length: a 1080p frame is 6 MB, so a loop or a
+swapper that kept every frame would need gigabytes for a few minutes of video.
+
+Each duration gets its own clip and its own child process (`python -m ghostrt.cli swap video …`), whose peak
+resident set size comes from os.wait4 on that child alone (the kernel's ru_maxrss, i.e. its VmHWM), so the clip
+making here and the other runs never mix into it. The clip is written frame by frame (never whole in memory):
+the astronaut (scikit-image) drifting over a 1080p canvas in face segments that alternate with faceless ones
+(frames without a face pass through unchanged), with an AAC tone track that the swap must copy.
+
+The verdict compares the longest run's peak with the shortest's: growth in MB and in 1080p frames' worth, pass
+while within MARGIN_FRAMES frames (queue fill and allocator slack differ by a few frames; a leak by hundreds).
+Torch-free, like the rest of runtime/.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ghostrt.errors import GhostError
+
+FULL_HD = (1920, 1080)
+FPS = 30
+FRAME_MB_1080P = FULL_HD[0] * FULL_HD[1] * 3 / 2 ** 20
+MARGIN_FRAMES = 12                 # allowed growth, in frames of the clip's size
+AUDIO_RATE, TONE_HZ = 48000, 440.0
+RSS_SAMPLE_SECONDS = 5.0
+ORBIT_SECONDS = 45            # the face's ellipse: ~2 px per frame at 1080p, a new place each segment
+WEIGHTS_LABEL = "stand-in (untrained)"
+LEAK_FLAG = "--leak-every-frame"   # test-only child hook: keep every decoded frame (the verdict must fail)
+
+
+@dataclass(frozen=True)
+class FacePattern:
+    """The astronaut is on screen for the first `face_seconds` of every `period_seconds`, absent otherwise."""
+
+    period_seconds: float
+    face_seconds: float
+
+    def has_face(self, index: int, fps: int) -> bool:
+        return (index / fps) % self.period_seconds < self.face_seconds
+
+    def describe(self) -> str:
+        return (f"face (skimage astronaut, moving) for the first {self.face_seconds:g} s of every "
+                f"{self.period_seconds:g} s, faceless canvas for the rest")
+
+
+@dataclass(frozen=True)
+class SwapSettings:
+    """What the child `swap video` runs with: chosen so 60 s + 600 s finish in ~35 min on a 2-core CPU
+    (measured: see DEFAULT_SETTINGS and the JSON's `settings.reason`)."""
+
+    pattern: FacePattern
+    detect_every: int
+    batch: int
+    codec: str = "libx264"
+    num_blocks: int = 2
+    reason: str = ""
+
+
+# Chosen from two 5 s 1080p probes (one all faceless, one all face) and a 10 s run of the bench itself on the
+# 2-core AMD EPYC (2026-11-29), then one full 60 s + 600 s run with 1 s of face per 60 s (24 min; kept as
+# bench/memory-amd-epyc-2c-2026-11-29-period60.json): its peak RSS spiked in every face segment, the spike
+# rising from segment 1 to ~segment 4 and flat after, while RSS between segments stayed within ~10 MB. With
+# one face segment the 60 s run's peak sat below that plateau, so the pattern now has 1 s of face per 20 s:
+# three segments in 60 s, thirty in 600 s; ~32 min for 60 s + 600 s on the shared cores.
+DEFAULT_SETTINGS = SwapSettings(
+    pattern=FacePattern(period_seconds=20.0, face_seconds=1.0), detect_every=10, batch=8,
+    reason="probes on 2 cores: faceless 1080p frames 28.7 frames/s through the loop (decode + x264 encode, "
+           "detector every 10th frame), face frames 1.36 frames/s (2-block stand-in generator, batch 8), child "
+           "start ~14 s, clip making 33-60 frames/s. A full run with 1 s of face per 60 s took 24 min but gave "
+           "the 60 s run a single face segment, whose RSS spike sat below the plateau that later segments "
+           "reach (by ~the 4th); 1 s of face per 20 s (5% of frames; 3 segments in 60 s, 30 in 600 s, aligned "
+           "to the detection stride and the batch) is affordable (~32 min shared). --batch 8 is swap video's "
+           "default; --detect-every 10 tracks the face between detections")
+
+
+# ------------------------------------------------------------------------------------------------- the clip
+
+def _astronaut(side: int) -> np.ndarray:
+    import cv2
+    import skimage.data
+
+    face = np.ascontiguousarray(skimage.data.astronaut())
+    return face if side == face.shape[0] else cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+
+
+def clip_frames(count: int, size: tuple[int, int], pattern: FacePattern, fps: int = FPS):
+    """RGB frames one at a time: a grey gradient canvas; in face segments the astronaut drifts along an
+    ellipse (one turn per ORBIT_SECONDS), in faceless ones a plain grey square does (so every frame differs
+    and the encoder works)."""
+    width, height = size
+    side = min(512, int(0.6 * min(width, height))) // 2 * 2
+    face = _astronaut(side)
+    ramp = np.linspace(60, 140, width, dtype=np.float32).astype(np.uint8)
+    canvas = np.repeat(np.repeat(ramp[None, :, None], height, axis=0), 3, axis=2)
+    room_x, room_y = width - side, height - side
+    for i in range(count):
+        frame = canvas.copy()
+        angle = 2 * np.pi * i / (fps * ORBIT_SECONDS)
+        x = int(room_x / 2 + room_x / 2 * 0.9 * np.cos(angle))
+        y = int(room_y / 2 + room_y / 2 * 0.9 * np.sin(angle))
+        if pattern.has_face(i, fps):
+            frame[y:y + side, x:x + side] = face
+        else:
+            frame[y:y + side // 2, x:x + side // 2] = 170
+        yield frame
+
+
+def write_clip(path: Path, seconds: float, size: tuple[int, int], pattern: FacePattern, fps: int = FPS) -> dict:
+    """H.264 (x264 ultrafast, yuv420p) + AAC tone, muxed as the frames are made: memory stays flat."""
+    import av
+
+    count = int(round(seconds * fps))
+    samples_per_frame = AUDIO_RATE // fps
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps, options={"crf": "23", "preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.time_base = Fraction(1, fps)
+        audio = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+        for i, rgb in enumerate(clip_frames(count, size, pattern, fps)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+            t = (i * samples_per_frame + np.arange(samples_per_frame)) / AUDIO_RATE
+            tone = (0.2 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)[None]
+            sound = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = AUDIO_RATE, i * samples_per_frame
+            out.mux(audio.encode(sound))
+        out.mux(video.encode(None))
+        out.mux(audio.encode(None))
+    faces = sum(pattern.has_face(i, fps) for i in range(count))
+    return {"path": str(path), "seconds": seconds, "frames": count, "face_frames": faces, "size": list(size),
+            "fps": fps, "bytes": path.stat().st_size}
+
+
+# ------------------------------------------------------------------------------------------- the child run
+
+def source_photo() -> Path:
+    import matplotlib.cbook
+
+    return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def swap_command(clip: Path, output: Path, settings: SwapSettings, options: dict, leak: bool = False) -> list[str]:
+    """The real CLI, as a user types it; `leak` runs it through this module's test-only hook instead."""
+    entry = ["-m", "ghostrt.runtime.memory_bench", LEAK_FLAG] if leak else ["-m", "ghostrt.cli"]
+    cmd = [sys.executable, *entry, "swap", "video", "--source", str(source_photo()), "--target", str(clip),
+           "--output", str(output), "--batch", str(settings.batch), "--detect-every", str(settings.detect_every),
+           "--codec", settings.codec, "--num-blocks", str(settings.num_blocks), "--no-progress"]
+    for name in ("backend", "precision", "threads", "weights_dir", "engines_dir"):
+        if options.get(name) is not None:
+            cmd += [f"--{name.replace('_', '-')}", str(options[name])]
+    return cmd
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def run_child(cmd: list[str], log_path: Path, cwd: Path | None = None) -> dict:
+    """Run one child and wait for it with os.wait4: its own peak RSS (ru_maxrss, KiB on Linux), never mixed
+    with other children's. VmRSS is sampled every few seconds meanwhile, so the JSON shows the curve too."""
+    samples: list[tuple[float, float]] = []
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(RSS_SAMPLE_SECONDS):
+                rss = _rss_mb(child.pid)
+                if rss is not None:
+                    samples.append((round(time.perf_counter() - started, 1), round(rss, 1)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        child.returncode = os.waitstatus_to_exitcode(status)
+    text = log_path.read_text(errors="replace")
+    if child.returncode != 0:
+        tail = " | ".join(text.strip().splitlines()[-4:])
+        raise GhostError(f"swap video exited with {child.returncode}: {tail}")
+    found = re.search(r"frames\s+(\d+) in ([\d.]+) s", text)
+    frames = int(found.group(1)) if found else None
+    return {"peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1), "wall_s": round(wall, 1),
+            "loop_s": float(found.group(2)) if found else None, "frames": frames,
+            "fps": round(frames / wall, 2) if frames else None, "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "rss_samples_mb": samples, "standin_banner": "STAND-IN" in text,
+            "cli_summary": [line.strip() for line in text.splitlines()
+                            if line.lstrip().startswith(("frames ", "stages ", "queues ", "encoded "))]}
+
+
+def peak_device_memory_mb(machine: dict) -> tuple[float | None, str]:
+    """GPU hook: peak device memory of a run. Not implemented: a GPU path would poll cuda-python's
+    cudaMemGetInfo (total − free) beside the child and keep the maximum. Here: null with the reason."""
+    if not machine.get("gpu"):
+        return None, "no GPU"
+    return None, "not measured: GPU hook (cudaMemGetInfo polling) not implemented yet"
+
+
+# ---------------------------------------------------------------------------------------------- the bench
+
+def parse_durations(text: str) -> list[float]:
+    try:
+        durations = sorted({float(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise GhostError(f"--memory {text}: give comma-separated seconds, e.g. 60,600") from None
+    if not durations or durations[0] <= 0:
+        raise GhostError(f"--memory {text}: every duration must be more than 0 seconds")
+    return durations
+
+
+def verdict(runs: list[dict], frame_size: tuple[int, int]) -> dict:
+    """Growth of the peak from the shortest run to the longest, against MARGIN_FRAMES frames of this size."""
+    shortest, longest = runs[0], runs[-1]
+    frame_mb = frame_size[0] * frame_size[1] * 3 / 2 ** 20
+    growth = longest["peak_rss_mb"] - shortest["peak_rss_mb"]
+    margin = MARGIN_FRAMES * frame_mb
+    return {"shortest_s": shortest["seconds"], "longest_s": longest["seconds"], "growth_mb": round(growth, 1),
+            "growth_frames_1080p": round(growth / FRAME_MB_1080P, 2), "growth_frames": round(growth / frame_mb, 2),
+            "margin_frames": MARGIN_FRAMES, "margin_mb": round(margin, 1), "frame_mb": round(frame_mb, 2),
+            "pass": growth <= margin}
+
+
+CODE_WATCHED = ("runtime/video_swapper.py", "runtime/video_loop.py", "runtime/video_io.py", "runtime/video_writer.py",
+                "runtime/video_cli.py", "runtime/cli.py", "runtime/executors.py")
+
+
+def code_version(repo: Path) -> dict:
+    """Which code a child ran: the commit, the files changed beside it, and the swap path's file hashes taken
+    as the child starts (other work may edit the tree during a 20-minute run)."""
+    from ghostrt.checksum import sha256_file
+
+    def git(*args) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line[3:].startswith(
+        ("runtime/", "ghostrt/", "export/"))]
+    return {"commit": git("rev-parse", "HEAD").strip() or None, "changed": changed,
+            "sha256": {f: sha256_file(repo / f)[:16] for f in CODE_WATCHED if (repo / f).exists()}}
+
+
+def run_memory_bench(durations: list[float], out_dir: Path, frame_size: tuple[int, int] = FULL_HD,
+                     settings: SwapSettings = DEFAULT_SETTINGS, options: dict | None = None, leak: bool = False,
+                     log=print) -> tuple[dict, Path]:
+    """Make each clip, swap it in its own child, and write bench/memory-<machine>-<date>.json (after every
+    run, so a long run that fails or is stopped still leaves the shorter runs' numbers)."""
+    from ghostrt.runtime import bench
+
+    options = options or {}
+    repo = Path(__file__).resolve().parents[1]
+    machine = bench.machine_info()
+    device_mb, device_reason = peak_device_memory_mb(machine)
+    report = {"kind": "memory", "weights": WEIGHTS_LABEL, "machine": machine,
+              "settings": {**asdict(settings), "pattern_text": settings.pattern.describe(),
+                           "frame_size": list(frame_size), "fps": FPS, "audio": f"AAC {TONE_HZ:g} Hz tone",
+                           "child": "python -m ghostrt.cli swap video (one child per duration)",
+                           "peak_rss_source": "os.wait4 ru_maxrss of the child (its VmHWM)",
+                           "leak_hook": leak, **{k: str(v) for k, v in options.items() if v is not None}},
+              "durations": sorted(durations), "complete": False, "runs": [], "verdict": None,
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path = Path(out_dir) / f"memory-{bench.machine_slug(machine)}-{report['date'][:10]}.json"
+    with tempfile.TemporaryDirectory(prefix="ghostrt-memory-") as tmp:
+        for seconds in sorted(durations):
+            clip_path = Path(tmp) / f"clip-{seconds:g}s.mp4"
+            log(f"making a {seconds:g} s {frame_size[0]}x{frame_size[1]} clip ({settings.pattern.describe()})")
+            made = time.perf_counter()
+            clip = write_clip(clip_path, seconds, frame_size, settings.pattern)
+            clip["make_s"] = round(time.perf_counter() - made, 1)
+            clip.pop("path")
+            log(f"swapping it in a child (--batch {settings.batch}, --detect-every {settings.detect_every})")
+            cmd = swap_command(clip_path, Path(tmp) / f"out-{seconds:g}s.mp4", settings, options, leak)
+            code = code_version(repo)
+            run = run_child(cmd, Path(tmp) / f"swap-{seconds:g}s.log", cwd=repo)
+            report["runs"].append({"seconds": seconds, "clip": clip, **run, "peak_device_mb": device_mb,
+                                   "peak_device_reason": device_reason, "code": code})
+            log(f"  {seconds:g} s: peak RSS {run['peak_rss_mb']:.0f} MB, {run['frames']} frames in "
+                f"{run['wall_s']:.0f} s")
+            clip_path.unlink()
+            report["verdict"] = verdict(report["runs"], frame_size)
+            report["complete"] = len(report["runs"]) == len(durations)
+            bench.write_json(report, path)
+    return report, path
+
+
+def format_summary(report: dict) -> str:
+    s, v = report["settings"], report["verdict"]
+    lines = [f"ghostrt bench --memory: `swap video` on {s['frame_size'][0]}x{s['frame_size'][1]} {s['fps']} "
+             f"frames/s clips, weights {report['weights']}",
+             f"  pattern {s['pattern_text']}; --batch {s['batch']} --detect-every {s['detect_every']} "
+             f"--codec {s['codec']} --num-blocks {s['num_blocks']}",
+             f"  why: {s['reason']}" if s.get("reason") else "",
+             f"{'video s':>8}{'frames':>8}{'face fr':>9}{'peak RSS MB':>13}{'device MB':>11}{'wall s':>9}"
+             f"{'frames/s':>10}"]
+    for r in report["runs"]:
+        device = "null" if r["peak_device_mb"] is None else f"{r['peak_device_mb']:.0f}"
+        lines.append(f"{r['seconds']:>8g}{r['frames'] or 0:>8}{r['clip']['face_frames']:>9}{r['peak_rss_mb']:>13.0f}"
+                     f"{device:>11}{r['wall_s']:>9.0f}{r['fps'] or 0:>10.2f}")
+    if report["runs"][0]["peak_device_mb"] is None:
+        lines.append(f"  peak device memory: null ({report['runs'][0]['peak_device_reason']})")
+    lines.append(f"verdict: {'PASS' if v['pass'] else 'FAIL'}: peak RSS grew {v['growth_mb']:+.1f} MB "
+                 f"({v['growth_frames_1080p']:+.2f} 1080p frames) from {v['shortest_s']:g} s to {v['longest_s']:g} s; "
+                 f"margin {v['margin_frames']} frames = {v['margin_mb']:.0f} MB")
+    return "\n".join(line for line in lines if line)
+
+
+def run_from_args(args) -> int:
+    """`ghostrt bench --memory …`: the bench's own options that the child understands are passed on."""
+    durations = parse_durations(args.memory)
+    options = {"backend": args.backend, "precision": args.precision, "threads": args.threads,
+               "weights_dir": args.weights_dir, "engines_dir": args.engines_dir}
+    settings = replace(DEFAULT_SETTINGS, num_blocks=args.num_blocks)
+    report, path = run_memory_bench(durations, args.out_dir, settings=settings, options=options)
+    print(format_summary(report))
+    print(f"wrote {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- the test-only hook
+
+def _leak_every_frame() -> None:
+    """Make VideoSwapper keep a reference to every frame it is given: the leak the bench must catch."""
+    from ghostrt.runtime.video_swapper import VideoSwapper
+
+    kept = []
+    process = VideoSwapper.process_batch
+
+    def leaky(self, frames):
+        kept.extend(frames)
+        return process(self, frames)
+
+    VideoSwapper.process_batch = leaky
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != [LEAK_FLAG]:
+        sys.exit(f"python -m ghostrt.runtime.memory_bench is the test-only leak hook: {LEAK_FLAG} <ghostrt args>")
+    _leak_every_frame()
+    from ghostrt.cli import main
+
+    sys.exit(main(sys.argv[2:]))
