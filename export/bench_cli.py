@@ -244,14 +244,14 @@ def run_bench(args) -> int:
     pipes = load_pipelines(args)
     if pipes.weights["standin"]:
         print(f"{STANDIN_BANNER} ({', '.join(pipes.weights['standin_models'])})")
-    runs = collect(pipes, source, frames, batches, args.frames, args.warmup)
     floor = None
-    if not args.no_floor:
+    if not args.no_floor:     # first: after the reference, torch's idle OpenMP threads still spin for a while
         from ghostrt.runtime.cpu_floor import floor_report
 
         print("measuring this CPU's multiply-add throughput for the per-face floor")
         floor = floor_report(args.engines_dir / "onnx", detector="detector" if pipes.detector_kind == "scrfd"
-                             else "retinaface", threads=args.threads)
+                             else "retinaface", threads=args.threads, seconds=3.0)
+    runs = collect(pipes, source, frames, batches, args.frames, args.warmup)
     config = {"backend": args.backend, "precision": args.precision, "batches": batches, "frames": args.frames,
               "warmup": args.warmup, "frame_size": list(frame_size), "detector": pipes.detector_kind,
               "weights": pipes.weights, "ghostrt_backends": pipes.backends,

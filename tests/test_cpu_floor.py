@@ -281,3 +281,17 @@ def test_a_bf16_hint_silently_run_as_f32_is_caught_from_the_compiled_model(monke
     if not really_has_bf16:
         report = {"nets": {}, "throughput": {"bf16": result}, "swap_runs": {}, "detector": "detector", "floor": {}}
         assert "OpenVINO ran it as f32" in cpu_floor.format_floor(report)
+
+
+def test_the_floor_uses_the_fastest_probe_shape(monkeypatch):
+    """A floor must not be beaten: of the conv probes, the one with the best window counts."""
+    rates = {(256, 32): 48.0, (512, 16): 70.0, (128, 64): 64.0}
+
+    def fake(precision, threads=None, seconds=1.0, kind="conv", size=256, spatial=32):
+        rate = rates[(size, spatial)]
+        return {"precision": precision, "supported": True, "gmacs": rate - 1, "gmacs_best": rate, "size": size,
+                "spatial": spatial}
+    monkeypatch.setattr(cpu_floor, "measure_matmul_gflops", fake)
+    best = cpu_floor.fastest_probe("fp32", None, 0.3)
+    assert best["gmacs_best"] == 70.0 and best["probe"] == [512, 16]
+    assert [p["gmacs_best"] for p in best["probes"]] == [48.0, 70.0, 64.0]
