@@ -160,18 +160,25 @@ def validate_for_run(manifest: dict, this_gpu, this_backend_version: str, onnx_s
 
 def engine_for_run(engines_dir, model: str, precision: str, backend: str, this_gpu, this_backend_version: str,
                    onnx_sha256: str | None = None) -> tuple[Path, dict]:
-    """The newest engine for (model, precision, backend) that passes validate_for_run on this machine. With
-    none built: a GhostError saying what to build; with only foreign/stale ones: the newest one's mismatch."""
+    """The newest engine for (model, precision, backend) that passes validate_for_run on this machine."""
+    return newest_valid(engines_dir, model, precision, backend, f"{backend} engine",
+                        f"ghostrt build --precision {precision} --backend {backend} --models {model}",
+                        lambda manifest: validate_for_run(manifest, this_gpu, this_backend_version, onnx_sha256))
+
+
+def newest_valid(engines_dir, model: str, precision: str, backend: str, what: str, build_command: str,
+                 validate) -> tuple[Path, dict]:
+    """The newest manifest for (model, precision, backend) that `validate(manifest) -> path` accepts. With none
+    built: a GhostError saying what to build; with only foreign/stale ones: the newest one's mismatch."""
     candidates = [m for m in list_manifests(engines_dir)
                   if (m.get("model"), m["precision"], m["backend"]) == (model, precision, backend)]
     if not candidates:
-        raise GhostError(f"{engines_dir}: no {model} {precision} {backend} engine; build it with "
-                         f"`ghostrt build --precision {precision} --backend {backend} --models {model}`")
+        raise GhostError(f"{engines_dir}: no {model} {precision} {what}; build it with `{build_command}`")
     candidates.sort(key=lambda m: m.get("created", ""), reverse=True)
     first_error = None
     for manifest in candidates:
         try:
-            return validate_for_run(manifest, this_gpu, this_backend_version, onnx_sha256), manifest
+            return validate(manifest), manifest
         except GhostError as err:
             first_error = first_error or err
     raise first_error

@@ -176,19 +176,10 @@ def blob_for_run(engines_dir, model: str, precision: str, onnx_sha256: str | Non
     """The newest blob for (model, precision) valid on this CPU, or a GhostError saying what to build."""
     ov = load_openvino()
     cpu = probe_cpu(ov.Core())
-    candidates = [m for m in engine_cache.list_manifests(engines_dir)
-                  if (m.get("model"), m["precision"], m["backend"]) == (model, precision, BACKEND)]
-    if not candidates:
-        raise GhostError(f"{engines_dir}: no {model} {precision} OpenVINO model; build it with "
-                         f"`ghostrt build --backend openvino --precision {precision} --models {model}`")
-    candidates.sort(key=lambda m: m.get("created", ""), reverse=True)
-    first_error = None
-    for manifest in candidates:
-        try:
-            return validate_for_run(manifest, cpu, ov.get_version(), onnx_sha256), manifest
-        except GhostError as err:
-            first_error = first_error or err
-    raise first_error
+    return engine_cache.newest_valid(
+        engines_dir, model, precision, BACKEND, "OpenVINO model",
+        f"ghostrt build --backend openvino --precision {precision} --models {model}",
+        lambda manifest: validate_for_run(manifest, cpu, ov.get_version(), onnx_sha256))
 
 
 class OpenVinoExecutor:
