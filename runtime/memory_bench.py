@@ -2,8 +2,8 @@
 synthetic 1080p clip. Memory must not grow with the video's length: a 1080p frame is 6 MB, so a loop or a
 swapper that kept every frame would need gigabytes for a few minutes of video.
 
-Each duration gets its own clip and its own child process (`python -m ghostrt.cli swap video …`), whose peak
-resident set size comes from os.wait4 on that child alone (the kernel's ru_maxrss, i.e. its VmHWM), so the clip
+Each duration gets its own clip and its own child process (`ghostrt swap video …`, started through this
+module's launcher), whose peak resident set size is its own VmHWM, written by the child at exit, so the clip
 making here and the other runs never mix into it. The clip is written frame by frame (never whole in memory):
 the astronaut (scikit-image) drifting over a 1080p canvas in face segments that alternate with faceless ones
 (frames without a face pass through unchanged), with an AAC tone track that the swap must copy.
@@ -38,6 +38,10 @@ RSS_SAMPLE_SECONDS = 5.0
 ORBIT_SECONDS = 45            # the face's ellipse: ~2 px per frame at 1080p, a new place each segment
 WEIGHTS_LABEL = "stand-in (untrained)"
 LEAK_FLAG = "--leak-every-frame"   # test-only child hook: keep every decoded frame (the verdict must fail)
+# The child writes its own VmHWM here at exit. wait4's ru_maxrss is not enough: Linux folds the parent's peak
+# into a child at fork/exec, so a parent that once held 1.1 GB (a test that wrote the stand-ins) made every
+# child "peak" at 1.1 GB and hid a 180 MB leak.
+PEAK_FLAG = "--report-peak"
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def source_photo() -> Path:
 
 def swap_command(clip: Path, output: Path, settings: SwapSettings, options: dict, leak: bool = False) -> list[str]:
     """The real CLI, as a user types it; `leak` runs it through this module's test-only hook instead."""
-    entry = ["-m", "ghostrt.runtime.memory_bench", LEAK_FLAG] if leak else ["-m", "ghostrt.cli"]
+    entry = ["-m", "ghostrt.runtime.memory_bench", PEAK_FLAG, str(output) + ".peak"] + ([LEAK_FLAG] if leak else [])
     cmd = [sys.executable, *entry, "swap", "video", "--source", str(source_photo()), "--target", str(clip),
            "--output", str(output), "--batch", str(settings.batch), "--detect-every", str(settings.detect_every),
            "--codec", settings.codec, "--num-blocks", str(settings.num_blocks), "--no-progress"]
@@ -162,6 +166,23 @@ def swap_command(clip: Path, output: Path, settings: SwapSettings, options: dict
         if options.get(name) is not None:
             cmd += [f"--{name.replace('_', '-')}", str(options[name])]
     return cmd
+
+
+def _reported_peak_kb(cmd: list[str]) -> int | None:
+    """The VmHWM (KiB) the child wrote through PEAK_FLAG, or None where it wrote none."""
+    if PEAK_FLAG not in cmd:
+        return None
+    path = Path(cmd[cmd.index(PEAK_FLAG) + 1])
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_peak(path: str) -> None:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            Path(path).write_text(line.split()[1] + "\n")
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -202,7 +223,8 @@ def run_child(cmd: list[str], log_path: Path, cwd: Path | None = None) -> dict:
         raise GhostError(f"swap video exited with {child.returncode}: {tail}")
     found = re.search(r"frames\s+(\d+) in ([\d.]+) s", text)
     frames = int(found.group(1)) if found else None
-    return {"peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1), "wall_s": round(wall, 1),
+    peak_kb = _reported_peak_kb(cmd) or usage.ru_maxrss
+    return {"peak_rss_mb": round(peak_kb / 1024.0, 1), "wall_s": round(wall, 1),
             "loop_s": float(found.group(2)) if found else None, "frames": frames,
             "fps": round(frames / wall, 2) if frames else None, "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "rss_samples_mb": samples, "standin_banner": "STAND-IN" in text,
@@ -278,7 +300,7 @@ def run_memory_bench(durations: list[float], out_dir: Path, frame_size: tuple[in
               "settings": {**asdict(settings), "pattern_text": settings.pattern.describe(),
                            "frame_size": list(frame_size), "fps": FPS, "audio": f"AAC {TONE_HZ:g} Hz tone",
                            "child": "python -m ghostrt.cli swap video (one child per duration)",
-                           "peak_rss_source": "os.wait4 ru_maxrss of the child (its VmHWM)",
+                           "peak_rss_source": "the child's own VmHWM, written at its exit (wait4's ru_maxrss includes the parent's peak)",
                            "leak_hook": leak, **{k: str(v) for k, v in options.items() if v is not None}},
               "durations": sorted(durations), "complete": False, "runs": [], "verdict": None,
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -356,9 +378,19 @@ def _leak_every_frame() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != [LEAK_FLAG]:
-        sys.exit(f"python -m ghostrt.runtime.memory_bench is the test-only leak hook: {LEAK_FLAG} <ghostrt args>")
-    _leak_every_frame()
+    # The child launcher: `python -m ghostrt.runtime.memory_bench --report-peak FILE [--leak-every-frame]
+    # <ghostrt args>` runs the ghostrt CLI unchanged and writes its own VmHWM to FILE at exit.
+    import atexit
+
+    argv = sys.argv[1:]
+    if argv[:1] != [PEAK_FLAG] or len(argv) < 2:
+        sys.exit(f"python -m ghostrt.runtime.memory_bench is bench's child launcher: {PEAK_FLAG} FILE "
+                 f"[{LEAK_FLAG}] <ghostrt args>")
+    atexit.register(_write_peak, argv[1])
+    argv = argv[2:]
+    if argv[:1] == [LEAK_FLAG]:
+        _leak_every_frame()
+        argv = argv[1:]
     from ghostrt.cli import main
 
-    sys.exit(main(sys.argv[2:]))
+    sys.exit(main(argv))
