@@ -252,10 +252,12 @@ def run_bench(args) -> int:
         floor = floor_report(args.engines_dir / "onnx", detector="detector" if pipes.detector_kind == "scrfd"
                              else "retinaface", threads=args.threads, seconds=3.0)
     runs = collect(pipes, source, frames, batches, args.frames, args.warmup)
+    from ghostrt.runtime.blas_threads import blas_threads
     config = {"backend": args.backend, "precision": args.precision, "batches": batches, "frames": args.frames,
               "warmup": args.warmup, "frame_size": list(frame_size), "detector": pipes.detector_kind,
               "weights": pipes.weights, "ghostrt_backends": pipes.backends,
               "ghostrt_executors": pipes.executors, "ort_threads": args.threads or "all",
+              "blas_threads": blas_threads(),
               "reference": None if pipes.reference is None else reference_config(pipes.reference),
               "inputs": "source grace_hopper.jpg (matplotlib), target skimage astronaut in each frame",
               "video_file": "not timed: no ghostrt.runtime.video_loop" if importlib.util.find_spec(

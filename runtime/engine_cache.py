@@ -125,37 +125,54 @@ def list_manifests(engines_dir) -> list[dict]:
     return found
 
 
+def check_for_run(manifest: dict, this_version: str, check_target, onnx_sha256: str | None = None, *,
+                  runtime: str, noun: str = "engine file", verb: str = "built", check_sha: bool = True,
+                  require_fidelity: bool = False, gate_missed=file_error) -> Path:
+    """The checks every cached engine or OpenVINO blob passes before it is loaded, in one place so the backends
+    refuse alike: present, same backend version, made for this target (`check_target(path, rebuild)` raises),
+    not refused by the fidelity gate, made from this ONNX, intact. Returns its path."""
+    path = engine_file(manifest)
+    command = f"ghostrt build --backend {manifest['backend']} --precision {manifest['precision']}"
+    rebuild = f"; rebuild it with `{command}`"
+    if not path.exists():
+        raise file_error(path, f"{noun} listed in its manifest is missing" + rebuild)
+    if manifest["backend_version"] != this_version:
+        raise file_error(path, f"{verb} with {runtime} {manifest['backend_version']}, this machine has "
+                               f"{this_version}" + rebuild)
+    check_target(path, rebuild)
+    fidelity = manifest.get("fidelity") or {}
+    if fidelity.get("accepted") is False:
+        raise gate_missed(path, f"missed the fidelity gate ({fidelity.get('summary', 'see its manifest')}) and was "
+                                f"not accepted; rebuild it with `{command} --accept-fidelity` to run it anyway")
+    if require_fidelity and manifest["precision"] != "fp32" and not fidelity:
+        raise file_error(path, "its fidelity against FP32 was never measured" + rebuild)
+    if onnx_sha256 is not None and onnx_sha256 != manifest["onnx_sha256"]:
+        raise file_error(path, f"{verb} from a different ONNX (its sha256 changed since)" + rebuild)
+    if check_sha and sha256_file(path) != manifest["engine_sha256"]:
+        raise file_error(path, f"{noun} sha256 does not match its manifest (corrupt or replaced)" + rebuild)
+    return path
+
+
 def validate_for_run(manifest: dict, this_gpu, this_backend_version: str, onnx_sha256: str | None = None,
                      check_sha: bool = True) -> Path:
     """Refuse, in one line naming the engine file, an engine that was not built for this machine; return its path.
 
     this_gpu: runtime.trt_backend.GpuInfo of the GPU that would run it (None: no GPU visible)."""
-    path = engine_file(manifest)
-    rebuild = f"; rebuild it with `ghostrt build --precision {manifest['precision']} --backend {manifest['backend']}`"
-    if not path.exists():
-        raise file_error(path, "engine file listed in its manifest is missing" + rebuild)
-    if manifest["backend_version"] != this_backend_version:
-        raise file_error(path, f"built with {manifest['backend']} {manifest['backend_version']}, this machine has "
-                               f"{this_backend_version}" + rebuild)
-    if this_gpu is None:
-        raise file_error(path, "no CUDA GPU is visible to run this engine")
-    this_cc = this_gpu.compute_capability
-    if manifest["backend"] == "trt-rtx":         # ahead of time: a list of compute capabilities
-        if this_cc not in manifest["target_cc"].split(","):
-            raise file_error(path, f"built for {manifest['target_gpu']} (CC {manifest['target_cc']}), this GPU is "
-                                   f"{this_gpu.name} (CC {this_cc})" + rebuild)
-    elif (manifest["target_gpu"], manifest["target_cc"]) != (this_gpu.name, this_cc):
-        raise file_error(path, f"built for another GPU ({manifest['target_gpu']}, CC {manifest['target_cc']}), this "
-                               f"GPU is {this_gpu.name} (CC {this_cc})" + rebuild)
-    fidelity = manifest.get("fidelity") or {}
-    if fidelity.get("accepted") is False:
-        raise file_error(path, f"missed the fidelity gate ({fidelity.get('summary', 'see its manifest')}) and was "
-                               "not accepted" + rebuild + " --accept-fidelity")
-    if onnx_sha256 is not None and onnx_sha256 != manifest["onnx_sha256"]:
-        raise file_error(path, "built from a different ONNX (its sha256 changed since)" + rebuild)
-    if check_sha and sha256_file(path) != manifest["engine_sha256"]:
-        raise file_error(path, "engine file sha256 does not match its manifest (corrupt or replaced)" + rebuild)
-    return path
+
+    def check_gpu(path, rebuild):
+        if this_gpu is None:
+            raise file_error(path, "no CUDA GPU is visible to run this engine")
+        this_cc = this_gpu.compute_capability
+        if manifest["backend"] == "trt-rtx":         # ahead of time: a list of compute capabilities
+            if this_cc not in manifest["target_cc"].split(","):
+                raise file_error(path, f"built for {manifest['target_gpu']} (CC {manifest['target_cc']}), this GPU "
+                                       f"is {this_gpu.name} (CC {this_cc})" + rebuild)
+        elif (manifest["target_gpu"], manifest["target_cc"]) != (this_gpu.name, this_cc):
+            raise file_error(path, f"built for another GPU ({manifest['target_gpu']}, CC {manifest['target_cc']}), "
+                                   f"this GPU is {this_gpu.name} (CC {this_cc})" + rebuild)
+
+    return check_for_run(manifest, this_backend_version, check_gpu, onnx_sha256, runtime=manifest["backend"],
+                         check_sha=check_sha)
 
 
 def engine_for_run(engines_dir, model: str, precision: str, backend: str, this_gpu, this_backend_version: str,

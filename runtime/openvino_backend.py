@@ -148,28 +148,15 @@ def runtime_precisions(compiled) -> dict[str, int]:
 
 def validate_for_run(manifest: dict, cpu: CpuInfo, ov_version: str, onnx_sha256: str | None = None) -> Path:
     """Refuse, in one line naming the blob, one that was not compiled for this CPU and OpenVINO; return its path."""
-    path = engine_cache.engine_file(manifest)
-    command = f"ghostrt build --backend openvino --precision {manifest['precision']}"
-    rebuild = f"; rebuild it with `{command}`"
-    if not path.exists():
-        raise file_error(path, "compiled model listed in its manifest is missing" + rebuild)
-    if manifest["backend_version"] != ov_version:
-        raise file_error(path, f"compiled with OpenVINO {manifest['backend_version']}, this machine has "
-                               f"{ov_version}" + rebuild)
-    if (manifest["target_gpu"], manifest["target_cc"]) != (cpu.target, ",".join(cpu.isa)):
-        raise file_error(path, f"compiled for {manifest['target_gpu']} ({manifest['target_cc']}), this is "
-                               f"{cpu.target} ({','.join(cpu.isa)})" + rebuild)
-    fidelity = manifest.get("fidelity") or {}
-    if fidelity.get("accepted") is False:
-        raise GateMissed(path, f"missed the fidelity gate ({fidelity.get('summary', 'see its manifest')}) and was "
-                               f"not accepted; rebuild it with `{command} --accept-fidelity` to run it anyway")
-    if manifest["precision"] != "fp32" and not fidelity:
-        raise file_error(path, "its fidelity against FP32 was never measured" + rebuild)
-    if onnx_sha256 is not None and onnx_sha256 != manifest["onnx_sha256"]:
-        raise file_error(path, "compiled from a different ONNX (its sha256 changed since)" + rebuild)
-    if engine_cache.sha256_file(path) != manifest["engine_sha256"]:
-        raise file_error(path, "compiled model sha256 does not match its manifest (corrupt or replaced)" + rebuild)
-    return path
+
+    def check_cpu(path, rebuild):
+        if (manifest["target_gpu"], manifest["target_cc"]) != (cpu.target, ",".join(cpu.isa)):
+            raise file_error(path, f"compiled for {manifest['target_gpu']} ({manifest['target_cc']}), this is "
+                                   f"{cpu.target} ({','.join(cpu.isa)})" + rebuild)
+
+    return engine_cache.check_for_run(manifest, ov_version, check_cpu, onnx_sha256, runtime="OpenVINO",
+                                      noun="compiled model", verb="compiled", require_fidelity=True,
+                                      gate_missed=GateMissed)
 
 
 def blob_for_run(engines_dir, model: str, precision: str, onnx_sha256: str | None = None) -> tuple[Path, dict]:

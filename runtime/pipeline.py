@@ -18,6 +18,7 @@ import numpy as np
 
 from ghostrt.errors import GhostError, file_error
 from ghostrt.runtime import align, blend, landmarks, mask, match
+from ghostrt.runtime.blas_threads import keep_blas_single_threaded
 from ghostrt.runtime.graph_stages import OpenCvStages
 from ghostrt.runtime.types import Executor, Face
 
@@ -56,6 +57,9 @@ class Nets:
     # crop(frame, Ms) / paste(frame, swapped, masks, Ms): OpenCV by default (measured 5-20× faster than the
     # graphs on a CPU); runtime.graph_stages.GraphStages runs them through the nets' executor instead.
     stages: object = None
+
+    def __post_init__(self):
+        keep_blas_single_threaded()     # see runtime/blas_threads.py: spinning BLAS threads slowed the nets
 
 
 @dataclass
