@@ -194,9 +194,9 @@ class OpenVinoExecutor:
         if missing:
             raise ValueError(f"{self.path.name}: missing inputs {missing}")
         bound = {n: np.ascontiguousarray(feeds[n], dtype=self.input_dtypes[n]) for n in self.input_names}
-        results = self.request.infer(bound)
-        # infer() returns views of the request's own buffers: copy them before the next call overwrites them.
-        return {name: np.array(results[port]) for name, port in zip(self.output_names, self.compiled.outputs)}
+        # share_outputs=False (the default): OpenVINO hands back its own copies, which the next call leaves alone
+        results = self.request.infer(bound, share_outputs=False)
+        return {name: results[port] for name, port in zip(self.output_names, self.compiled.outputs)}
 
     def describe(self) -> str:
         return f"openvino/cpu {self.path.name}"

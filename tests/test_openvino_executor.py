@@ -99,7 +99,7 @@ def test_openvino_matches_onnx_runtime(onnx_files, engines, model, batch):
 
 
 def test_outputs_survive_the_next_call(onnx_files, engines):
-    """infer() hands back the request's own buffers: a result kept across calls must not change under us."""
+    """A result kept across calls must not change under us (no shared output buffers)."""
     ex = make_executor(onnx_files["generator"], "openvino", "fp32", engines).executor
     first = ex.run(feeds_for("generator", 1, seed=5))["swapped"]
     kept = first.copy()
