@@ -15,12 +15,12 @@ _limits = None
 
 
 def keep_blas_single_threaded() -> None:
-    """Idempotent, process-wide, and also applied to a BLAS library loaded later by calling it again."""
+    """Process-wide and idempotent; calling it again also covers a BLAS library loaded since."""
     global _limits
     _limits = threadpool_limits(limits=1, user_api="blas")
 
 
 def blas_threads() -> dict[str, int]:
-    """{library file: threads} of every BLAS library loaded now (what bench and doctor report)."""
+    """{library file: threads} of every BLAS library loaded now (recorded in each bench JSON)."""
     return {info["filepath"].rsplit("/", 1)[-1]: info["num_threads"] for info in threadpool_info()
             if info["user_api"] == "blas"}
