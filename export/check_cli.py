@@ -86,25 +86,12 @@ def machine_info() -> dict:
     import onnxruntime
     import polygraphy
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        from importlib.metadata import version
-        modelopt = version("nvidia-modelopt")
-    except Exception:  # metadata lookups raise several types; the number is informative only
-        modelopt = None
-    try:
-        from importlib.metadata import version
-        openvino = version("openvino")
-    except Exception:  # not installed: the OpenVINO rows are then absent too
-        openvino = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__,
+    from ghostrt.runtime import host
+
+    return {"cpu": host.cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "polygraphy": polygraphy.__version__,
-            "nvidia-modelopt": modelopt, "openvino": openvino,
+            "nvidia-modelopt": host.package_version("nvidia-modelopt"),
+            "openvino": host.package_version("openvino"),  # not installed: the OpenVINO rows are absent too
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -6,7 +6,6 @@ stalls now and then shows it. Every figure is also given per face, because the t
 differently: ghostrt runs each stage once for all frames of a batch, the GHOST reference frame by frame.
 """
 
-import importlib.metadata
 import json
 import os
 import platform
@@ -20,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ghostrt.atomic import atomic_path
+from ghostrt.runtime import host
 from ghostrt.runtime.pipeline import ImageSwapper, Nets, StageTimer
 
 STAGES = ("decode", "detect", "align", "embed", "match", "swap", "landmarks", "mask", "blend", "encode")
@@ -154,16 +154,6 @@ def peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if platform.system() == "Darwin" else peak / 1024.0
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _ram_gb() -> float | None:
     try:
         return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3, 1)
@@ -175,12 +165,8 @@ def versions() -> dict:
     """Installed versions, read from package metadata (importing torch here would break the runtime rule)."""
     found = {}
     for key, dist in VERSIONED:
-        if key in found:
-            continue
-        try:
-            found[key] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        if key not in found and (version := host.package_version(dist)) is not None:
+            found[key] = version
     return found
 
 
@@ -190,7 +176,7 @@ def machine_info() -> dict:
     gpu, how = probe_gpu()
     cores = os.cpu_count() or 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    return {"cpu": _cpu_model(), "cores": cores, "usable_cores": usable, "ram_gb": _ram_gb(),
+    return {"cpu": host.cpu_model(), "cores": cores, "usable_cores": usable, "ram_gb": _ram_gb(),
             "gpu": None if gpu is None else {"name": gpu.name, "compute_capability": gpu.compute_capability,
                                              "driver": gpu.driver},
             "gpu_probe": how, "os": platform.platform(), "python": platform.python_version(),

@@ -3,23 +3,14 @@ TensorRT backends found, the GPU and driver, OpenVINO and what this CPU lets it 
 and its providers, torch (export side only), and the backend `--backend auto` would pick. It never imports
 torch, needs no GPU and compiles nothing (OpenVINO is only asked for the CPU's properties)."""
 
-import importlib.metadata
 import platform
 import sys
-from pathlib import Path
 
 import ghostrt
 from ghostrt.errors import GhostError
-from ghostrt.runtime import openvino_backend, trt_backend
+from ghostrt.runtime import host, openvino_backend, trt_backend
 
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def _package_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _onnxruntime_line() -> str:
@@ -29,16 +20,6 @@ def _onnxruntime_line() -> str:
         return "not installed (pip install onnxruntime-gpu==1.24.4)"
     providers = ", ".join(onnxruntime.get_available_providers())
     return f"{onnxruntime.__version__}, providers built in: {providers} (GPU ones need a visible GPU)"
-
-
-def _cpuinfo_model_name() -> str:
-    """The CPU's name without OpenVINO (which reports it more briefly when installed)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
-    return names[0] if names else platform.processor() or "unknown CPU"
 
 
 def _probe_cpu() -> tuple[openvino_backend.CpuInfo | None, str]:
@@ -52,7 +33,7 @@ def _probe_cpu() -> tuple[openvino_backend.CpuInfo | None, str]:
 
 def _cpu_rows(cpu) -> list[tuple[str, str]]:
     if cpu is None:
-        return [("cpu", f"{_cpuinfo_model_name()}; OpenVINO capabilities unknown (not installed)")]
+        return [("cpu", f"{host.cpu_model()}; OpenVINO capabilities unknown (not installed)")]
     isa = ", ".join(cpu.isa) or "no AVX2"
     bf16 = ("yes: --precision fp16/bf16 run a gated bf16 model (ghostrt build --backend openvino "
             "--precision bf16)" if cpu.supports("bf16")
@@ -92,14 +73,14 @@ def report() -> list[tuple[str, str]]:
                else "yes, with --rtx-target turing engines" if cc == "7.5" else "yes")
         rows.append(("gpu", f"{gpu.name}, CC {gpu.compute_capability}, driver {gpu.driver} ({how})"))
         rows.append(("trt-rtx runs here", rtx))
-    cuda_python = _package_version("cuda-python") or _package_version("cuda-bindings")
+    cuda_python = host.package_version("cuda-python") or host.package_version("cuda-bindings")
     rows.append(("cuda-python", cuda_python or f"not installed (needed to run engines: pip install "
                                                f"{trt_backend.CUDA_PYTHON_PIN})"))
     cpu, openvino_line = _probe_cpu()
     rows.append(("openvino", openvino_line))
     rows += _cpu_rows(cpu)
     rows.append(("onnxruntime", _onnxruntime_line()))
-    torch = _package_version("torch")
+    torch = host.package_version("torch")
     rows.append(("torch", f"{torch} (export side only)" if torch else "not installed (only `ghostrt export` needs it)"))
     choice, why = trt_backend.choose_auto(backends, gpu)
     rows.append(("build (auto)", f"{choice.name}: {why}" if choice else f"none: {why}"))

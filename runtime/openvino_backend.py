@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from ghostrt.errors import GhostError, file_error
-from ghostrt.runtime import engine_cache
+from ghostrt.runtime import engine_cache, host
 
 BACKEND = "openvino"
 TITLE = "OpenVINO"
@@ -64,20 +64,9 @@ def version() -> str:
     return load_openvino().get_version()
 
 
-def _cpuinfo_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def probe_cpu(core=None) -> CpuInfo:
     core = core or load_openvino().Core()
-    flags = _cpuinfo_flags()
+    flags = host.cpu_flags()
     return CpuInfo(name=str(core.get_property("CPU", "FULL_DEVICE_NAME")),
                    isa=tuple(f for f in ISA_FLAGS if f in flags),
                    capabilities=tuple(str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
