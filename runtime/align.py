@@ -106,15 +106,25 @@ def align_crop(frame: np.ndarray, kps: np.ndarray, size: int = CROP_SIZE) -> tup
     return warp_crop(frame, M, size), M
 
 
+def face_transforms(faces: Sequence[Face], size: int = CROP_SIZE) -> np.ndarray:
+    """Ms [N, 2, 3] float64 (frame -> crop) of all faces of one frame, [0, 2, 3] for none."""
+    if len(faces) == 0:
+        return np.zeros((0, 2, 3), np.float64)
+    return estimate_norm_batch(np.stack([np.asarray(f.kps, np.float64).reshape(5, 2) for f in faces]), size)[0]
+
+
+def warp_crops(frame: np.ndarray, Ms: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """crops [N, size, size, 3] uint8, one warp_crop per matrix, [0, size, size, 3] for none."""
+    if len(Ms) == 0:
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.stack([warp_crop(frame, M, size) for M in Ms])
+
+
 def align_batch(frame: np.ndarray, faces: Sequence[Face], size: int = CROP_SIZE
                 ) -> tuple[np.ndarray, np.ndarray]:
     """All faces of one frame -> (crops [N, size, size, 3] uint8, Ms [N, 2, 3] float64)."""
-    if len(faces) == 0:
-        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, 2, 3), np.float64)
-    kps = np.stack([np.asarray(f.kps, np.float64).reshape(5, 2) for f in faces])
-    Ms, _ = estimate_norm_batch(kps, size)
-    crops = np.stack([warp_crop(frame, M, size) for M in Ms])
-    return crops, Ms
+    Ms = face_transforms(faces, size)
+    return warp_crops(frame, Ms, size), Ms
 
 
 # -------------------------------------------------------------------------------------------- net inputs

@@ -140,9 +140,7 @@ class OpenCvStages:
         self.size = size
 
     def crop(self, frame: np.ndarray, Ms: np.ndarray) -> np.ndarray:
-        if len(Ms) == 0:
-            return np.zeros((0, self.size, self.size, 3), np.uint8)
-        return np.stack([align.warp_crop(frame, M, self.size) for M in Ms])
+        return align.warp_crops(frame, Ms, self.size)
 
     def paste(self, frame: np.ndarray, swapped: np.ndarray, masks: Sequence[np.ndarray], Ms: np.ndarray,
               out: np.ndarray | None = None) -> np.ndarray:

@@ -146,7 +146,7 @@ class ImageSwapper:
             result.warnings.append("no face found in the target image: output = input, unchanged")
             return result
         with self.timer.stage("align"):
-            Ms, _ = align.estimate_norm_batch(np.stack([np.asarray(f.kps, np.float64).reshape(5, 2) for f in faces]))
+            Ms = align.face_transforms(faces)
             crops = self.stages.crop(frame, Ms)
         result.crops = crops
         chosen = self._choose(faces, crops, sources, targets)
