@@ -355,10 +355,11 @@ class VideoSwapper:
         return outputs
 
     def _swap(self, ready: list[FrameRecord], planned: list[PlannedFace], outputs: list[np.ndarray]) -> None:
+        by_slot = self._faces_by_slot(planned)
         with self.timer.stage("align"):
             Ms, _ = align.estimate_norm_batch(np.stack([p.kps for p in planned]))
             crops = np.zeros((len(planned), align.CROP_SIZE, align.CROP_SIZE, 3), np.uint8)
-            for slot, ks in self._faces_by_slot(planned).items():
+            for slot, ks in by_slot.items():
                 crops[ks] = self.stages.crop(ready[slot].frame, Ms[ks])
         with self.timer.stage("swap"):
             out = run_chunked(self.nets.generator, {"target": align.crops_to_generator(crops),
@@ -385,7 +386,7 @@ class VideoSwapper:
                 self.mask_params.setdefault(key, params)
                 masks.append(face_mask)
         with self.timer.stage("blend"):
-            for slot, ks in self._faces_by_slot(planned).items():
+            for slot, ks in by_slot.items():
                 outputs[slot] = self.stages.paste(ready[slot].frame, swapped[ks], [masks[k] for k in ks], Ms[ks])
                 self.frames_swapped += 1
         self.faces_swapped += len(planned)
