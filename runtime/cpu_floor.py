@@ -20,13 +20,13 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ghostrt.errors import GhostError, file_error
+# The executor's own names for the precisions, their compile hints (int8 comes from FakeQuantize, not from the
+# hint) and the CPU capability each needs: the probe compiles exactly as a blob is compiled.
+from ghostrt.runtime.openvino_backend import CAPABILITY, HINTS, PRECISIONS, probe_cpu
 
 # Ops whose MACs are counted, with the input index of their weight (B for the MatMul family).
 COUNTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1,
                "ConvInteger": 1, "QLinearConv": 3, "MatMulInteger": 1, "QLinearMatMul": 3}
-PRECISIONS = ("fp32", "bf16", "int8")
-OV_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 comes from FakeQuantize, not from the hint
-CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}
 RAN_AS = {"fp32": ("f32",), "bf16": ("bf16",), "int8": ("u8", "i8")}  # runtimePrecision that honours the ask
 # Runs of each net for one swapped face; the detector runs once per frame, not per face.
 SWAP_RUNS = {"detector": 1, "arcface": 1, "generator": 1, "landmarks": 2}
@@ -252,9 +252,7 @@ def net_macs(onnx_path, batch: int = 1) -> int:
 
 def cpu_capabilities() -> list[str]:
     """OpenVINO's OPTIMIZATION_CAPABILITIES of the CPU plugin (e.g. FP32, INT8, BF16)."""
-    import openvino as ov
-
-    return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    return list(probe_cpu().capabilities)
 
 
 def _probe_model(kind: str, precision: str, size: int, spatial: int = 32):
@@ -359,7 +357,7 @@ def measure_matmul_gflops(precision: str = "fp32", threads: int | None = None, s
         return _unsupported(precision, f"unsupported on this CPU (OpenVINO CPU capabilities: "
                                        f"{', '.join(capabilities)})", capabilities=capabilities)
     model, macs, name, x_shape = _probe_model(kind, precision, size, spatial)
-    config = {"INFERENCE_PRECISION_HINT": OV_HINT[precision], "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = str(int(threads))
     core = ov.Core()
