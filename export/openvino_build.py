@@ -64,16 +64,11 @@ def reference_for(model: str, fp32: Path, weights_dir=None, onnx_dir=None):
 
 def run_blob(blob: Path, inputs: dict) -> dict[str, np.ndarray]:
     """All outputs of the compiled blob for batch-first `inputs`, CHUNK at a time."""
+    from ghostrt.runtime.executors import run_chunked
     from ghostrt.runtime.openvino_backend import OpenVinoExecutor
 
-    executor = OpenVinoExecutor(blob)
-    count = len(next(iter(inputs.values())))
-    parts: dict[str, list] = {}
-    for start in range(0, count, CHUNK):
-        out = executor.run({name: value[start:start + CHUNK] for name, value in inputs.items()})
-        for name, value in out.items():
-            parts.setdefault(name, []).append(np.asarray(value, np.float32))
-    return {name: np.concatenate(values) for name, values in parts.items()}
+    return {name: np.asarray(value, np.float32)
+            for name, value in run_chunked(OpenVinoExecutor(blob), inputs, CHUNK).items()}
 
 
 def measure_blob(model: str, precision: str, blob: Path, manifest: dict, reference, gate, untrained: bool) -> dict:

@@ -27,7 +27,6 @@ from ghostrt.atomic import atomic_path
 from ghostrt.errors import file_error
 from ghostrt.runtime import engine_cache
 
-CHUNK = 4          # validation images per OpenVINO call: the batch the blob is measured with (openvino_build)
 VARIANT_SUFFIX = "int8-openvino"
 
 
@@ -56,7 +55,9 @@ class OpenVinoReference:
 
     def run(self, test_onnx) -> dict[str, np.ndarray]:
         """All outputs of `test_onnx` (a path or serialized bytes) compiled for this CPU as compile_blob does."""
+        from ghostrt.export.openvino_build import CHUNK     # the batch the blob itself is measured with
         from ghostrt.runtime import openvino_backend as ovb
+        from ghostrt.runtime.executors import run_chunked
 
         label = "(in-memory ONNX)" if isinstance(test_onnx, bytes) else str(test_onnx)
         try:
@@ -64,18 +65,10 @@ class OpenVinoReference:
             compiled = self.core.compile_model(model, "CPU", ovb.compile_config("int8", None))
         except Exception as err:  # OpenVINO raises RuntimeError subclasses with multi-line messages
             raise file_error(label, f"OpenVINO cannot compile it ({str(err).splitlines()[0][:200]})") from err
-        request = compiled.create_infer_request()
-        names = [i.get_any_name() for i in compiled.inputs]
-        outputs = [o.get_any_name() for o in compiled.outputs]
-        count = len(next(iter(self.inputs.values())))
-        parts: dict[str, list] = {}
-        for start in range(0, count, CHUNK):
-            result = request.infer({n: np.ascontiguousarray(self.inputs[n][start:start + CHUNK], np.float32)
-                                    for n in names})
-            for name, port in zip(outputs, compiled.outputs):
-                parts.setdefault(name, []).append(np.array(result[port], np.float32))
+        executor = ovb.OpenVinoExecutor(label, compiled=compiled)
+        outputs = run_chunked(executor, {n: self.inputs[n] for n in executor.input_names}, CHUNK)
         self.runs.append(label)
-        return {name: np.concatenate(values) for name, values in parts.items()}
+        return {name: np.asarray(value, np.float32) for name, value in outputs.items()}
 
     def compare(self, test_onnx, test_outputs=None) -> dict:
         return self.reference.compare(None, self.run(test_onnx) if test_outputs is None else test_outputs)

@@ -68,6 +68,15 @@ class OrtExecutor:
         return f"ort/cpu {self.path.name}"
 
 
+def run_chunked(executor, feeds: dict[str, np.ndarray], limit: int | None) -> dict[str, np.ndarray]:
+    """executor.run over axis 0 in chunks of at most `limit` (one call when it fits), outputs concatenated."""
+    total = len(next(iter(feeds.values())))
+    if limit is None or total <= limit:
+        return executor.run(feeds)
+    parts = [executor.run({k: v[start:start + limit] for k, v in feeds.items()}) for start in range(0, total, limit)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
 @dataclass
 class Choice:
     """The executor picked for one model and the reason, shown in the summary."""

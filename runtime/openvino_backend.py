@@ -163,20 +163,24 @@ class OpenVinoExecutor:
 
     backend = BACKEND
 
-    def __init__(self, blob_path, threads: int | None = None):
-        ov = load_openvino()
+    def __init__(self, blob_path, threads: int | None = None, compiled=None):
+        """`compiled`: a model compiled in memory (the INT8 search's candidates), which blob_path then only names."""
         self.path = Path(blob_path)
-        config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
-        try:
-            self.compiled = ov.Core().import_model(self.path.read_bytes(), "CPU", config)
-        except FileNotFoundError:
-            raise file_error(self.path, "compiled OpenVINO model does not exist") from None
-        except Exception as err:
-            raise file_error(self.path, f"OpenVINO cannot load it ({str(err).splitlines()[0][:200]})") from err
+        self.compiled = compiled if compiled is not None else self._import(threads)
         self.request = self.compiled.create_infer_request()
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self.input_dtypes = {i.get_any_name(): i.get_element_type().to_dtype() for i in self.compiled.inputs}
+
+    def _import(self, threads: int | None):
+        ov = load_openvino()
+        config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+        try:
+            return ov.Core().import_model(self.path.read_bytes(), "CPU", config)
+        except FileNotFoundError:
+            raise file_error(self.path, "compiled OpenVINO model does not exist") from None
+        except Exception as err:
+            raise file_error(self.path, f"OpenVINO cannot load it ({str(err).splitlines()[0][:200]})") from err
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in feeds]

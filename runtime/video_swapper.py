@@ -35,6 +35,7 @@ import numpy as np
 from ghostrt.errors import GhostError
 from ghostrt.runtime import align, landmarks, mask, match
 from ghostrt.runtime import smoothing as keypoint_smoothing
+from ghostrt.runtime.executors import run_chunked
 from ghostrt.runtime.graph_stages import OpenCvStages
 from ghostrt.runtime.pipeline import Nets, StageTimer
 from ghostrt.runtime.types import Face
@@ -108,15 +109,6 @@ def profile_max_batch(executor) -> int | None:
     if engine is None or not hasattr(engine, "get_tensor_profile_shape"):
         return None
     return min(int(engine.get_tensor_profile_shape(name, 0)[2][0]) for name in executor.input_names)
-
-
-def run_chunked(executor, feeds: dict[str, np.ndarray], limit: int | None) -> dict[str, np.ndarray]:
-    """executor.run over axis 0 in chunks of at most `limit` (one call when it fits), outputs concatenated."""
-    total = len(next(iter(feeds.values())))
-    if limit is None or total <= limit:
-        return executor.run(feeds)
-    parts = [executor.run({k: v[start:start + limit] for k, v in feeds.items()}) for start in range(0, total, limit)]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 # ---------------------------------------------------------------------------------------------- the books
