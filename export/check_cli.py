@@ -153,10 +153,10 @@ def print_table(rows: list[dict]) -> None:
 
 def check_model(model: str, precision: str, gate, args, log=print) -> list[dict]:
     """The rows for one net: the ONNX variant's (fp16/int8), then with --backend openvino the blob's."""
-    from ghostrt.export.models import ensure_onnx
+    from ghostrt.export.models import ensure_onnx, is_standin
 
     fp32 = ensure_onnx(model, weights_dir=args.weights_dir, onnx_dir=args.onnx_dir, log=log)
-    if precision == "int8" and getattr(args, "backend", "onnx") == "openvino" and not _untrained(fp32):
+    if precision == "int8" and getattr(args, "backend", "onnx") == "openvino" and not is_standin(fp32):
         return [openvino_gated_numbers(model, fp32, gate, args, log)]
     rows, compiled_from = [], fp32
     if precision in ("fp16", "int8"):
@@ -173,12 +173,6 @@ def check_model(model: str, precision: str, gate, args, log=print) -> list[dict]
     if getattr(args, "backend", "onnx") == "openvino":
         rows.append(openvino_numbers(model, precision, fp32, compiled_from, gate, rows[0] if rows else None, args))
     return rows
-
-
-def _untrained(fp32: Path) -> bool:
-    from ghostrt.export.models import read_sidecar
-
-    return bool((read_sidecar(fp32) or {}).get("standin", False))
 
 
 def openvino_gated_numbers(model: str, fp32: Path, gate, args, log=print) -> dict:
@@ -200,8 +194,9 @@ def openvino_numbers(model: str, precision: str, fp32: Path, onnx_path: Path, ga
     """The blob OpenVINO compiles for this CPU from `onnx_path` (cached beside the engines, with the same key
     `ghostrt build --backend openvino` uses), run on the validation set and compared with FP32 like the ONNX
     variant: the numbers of what the CPU really executes (u8 kernels, bf16), not a simulation of it."""
-    from ghostrt.export import openvino_build
+    from ghostrt.export import fidelity, openvino_build
     from ghostrt.export.engine_build import recipe_from_row
+    from ghostrt.export.models import is_standin
     from ghostrt.runtime import openvino_backend as ovb
 
     openvino_build.require_precision(precision)
@@ -210,9 +205,8 @@ def openvino_numbers(model: str, precision: str, fp32: Path, onnx_path: Path, ga
     blob, manifest, _ = ovb.compile_blob(model, onnx_path, precision, Path(args.onnx_dir).parent,
                                          quant_recipe=recipe, source_onnx=fp32 if onnx_path != fp32 else None,
                                          log=lambda line: None)
-    reference = openvino_build.reference_for(model, fp32, args.weights_dir, args.onnx_dir)
-    return openvino_build.measure_blob(model, precision, blob, manifest, reference, gate,
-                                       openvino_build.untrained_onnx(fp32))
+    reference = fidelity.reference_for(model, fp32, args.weights_dir, args.onnx_dir)
+    return openvino_build.measure_blob(model, precision, blob, manifest, reference, gate, is_standin(fp32))
 
 
 def engine_numbers(model: str, precision: str, fp32: Path, args) -> dict | None:
@@ -224,7 +218,7 @@ def engine_numbers(model: str, precision: str, fp32: Path, args) -> dict | None:
     if gpu is None:
         return None
     from ghostrt.export import fidelity
-    from ghostrt.export.models import read_sidecar
+    from ghostrt.export.models import is_standin
 
     backend = trt_backend.load_backend("auto")
     engines_dir = Path(args.onnx_dir).parent
@@ -241,7 +235,7 @@ def engine_numbers(model: str, precision: str, fp32: Path, args) -> dict | None:
     import numpy as np
 
     outputs = {name: np.concatenate(values) for name, values in parts.items()}
-    untrained = bool((read_sidecar(fp32) or {}).get("standin", False))
+    untrained = is_standin(fp32)
     numbers = reference.compare(None, outputs)
     gate = fidelity.GATES[precision]
     applied = not (untrained and precision == "int8")
@@ -255,15 +249,10 @@ def make_variant(model: str, precision: str, fp32: Path, variant: Path, gate, we
     so an engine is built from exactly the graph whose numbers were gated. Returns the fidelity row, with the
     quantization plan under "precision_plan". Trained INT8 nets get the accuracy-gated fallback."""
     from ghostrt.export import fidelity, precision as variants
-    from ghostrt.export.models import read_sidecar
+    from ghostrt.export.models import is_standin
 
-    untrained = bool((read_sidecar(fp32) or {}).get("standin", False))
-    embed = None
-    if model == "generator":
-        from ghostrt.calibration.cli import arcface_embedder
-
-        embed = arcface_embedder(weights_dir, onnx_dir)
-    reference = fidelity.validation_reference(model, fp32, embed)
+    untrained = is_standin(fp32)
+    reference = fidelity.reference_for(model, fp32, weights_dir, onnx_dir)
     calibration = Path(calibration) if calibration is not None else DEFAULT_CALIBRATION
     if precision == "fp16":
         variants.make_fp16_onnx(fp32, variant, model, calibration if calibration.is_file() else None)

@@ -292,6 +292,17 @@ class Reference:
         return {"raw": raw, "task": {**task, "raw_min_cosine": raw["min_cosine"]}}
 
 
+def reference_for(model: str, fp32: Path, weights_dir=None, onnx_dir=None) -> Reference:
+    """The FP32 reference on the validation set, with the generator's source identities from the FP32 ArcFace:
+    the one every variant, engine and blob of a net is gated against."""
+    embed = None
+    if model == "generator":
+        from ghostrt.calibration.cli import arcface_embedder
+
+        embed = arcface_embedder(weights_dir, onnx_dir or Path(fp32).parent)
+    return validation_reference(model, fp32, embed)
+
+
 def validation_reference(model: str, fp32_onnx, embed=None) -> Reference:
     """Reference on the fixed real-photo validation set (packaged photos + multi-face grids). For the generator,
     `embed(faces112) -> N×512` (the FP32 ArcFace) gives each target another validation face's identity;

@@ -69,6 +69,12 @@ def read_sidecar(onnx_path) -> dict | None:
         return None
 
 
+def is_standin(onnx_path) -> bool:
+    """Whether the ONNX was exported from untrained stand-in weights (its sidecar says so): their INT8 numbers
+    are reported, never gated."""
+    return bool((read_sidecar(onnx_path) or {}).get("standin", False))
+
+
 def ensure_onnx(model: str, weights_dir=None, onnx_dir=DEFAULT_ONNX_DIR, num_blocks: int = 2,
                 log=print) -> Path:
     """Path of the FP32 ONNX for `model`, exported now if missing or stale."""

@@ -49,19 +49,6 @@ def require_precision(precision: str):
 
 # --------------------------------------------------------------------------------------------- measuring
 
-def reference_for(model: str, fp32: Path, weights_dir=None, onnx_dir=None):
-    """The FP32 reference on the validation set, with the generator's source identities from the FP32 ArcFace
-    (the same reference make_variant gates the ONNX variants against)."""
-    from ghostrt.export import fidelity
-
-    embed = None
-    if model == "generator":
-        from ghostrt.calibration.cli import arcface_embedder
-
-        embed = arcface_embedder(weights_dir, onnx_dir or Path(fp32).parent)
-    return fidelity.validation_reference(model, fp32, embed)
-
-
 def run_blob(blob: Path, inputs: dict) -> dict[str, np.ndarray]:
     """All outputs of the compiled blob for batch-first `inputs`, CHUNK at a time."""
     from ghostrt.runtime.executors import run_chunked
@@ -93,12 +80,6 @@ def measure_blob(model: str, precision: str, blob: Path, manifest: dict, referen
             "blob": str(blob), "blob_sha256": manifest["engine_sha256"], **numbers}
 
 
-def untrained_onnx(fp32: Path) -> bool:
-    from ghostrt.export.models import read_sidecar
-
-    return bool((read_sidecar(fp32) or {}).get("standin", False))
-
-
 def fidelity_record(row: dict, variant_row: dict | None, accept_fidelity: bool) -> dict:
     """What goes into the manifest: the TensorRT summary fields plus the gate used and the blob measured, so a
     rebuild of the cached blob under the same gate reuses the numbers instead of measuring again."""
@@ -127,6 +108,7 @@ def build_models(models, precision: str, weights_dir=None, engines_dir=engine_ca
     """For each model: FP32 ONNX → (INT8: int8_variant, gated on OpenVINO; bf16: the FP32 ONNX itself) →
     compile_blob (cached) → the blob measured against FP32 and gated → verdict in its manifest → one line."""
     from ghostrt.export import engine_build, fidelity
+    from ghostrt.export.models import is_standin
     from ghostrt.runtime import openvino_backend as ovb
 
     require_precision(precision)
@@ -152,8 +134,8 @@ def build_models(models, precision: str, weights_dir=None, engines_dir=engine_ca
         if record is not None:
             record = {**record, "accepted": record.get("passed") is not False or accept_fidelity}
         else:
-            reference = reference_for(model, source, weights_dir, onnx_dir)
-            row = measure_blob(model, precision, blob, manifest, reference, gate, untrained_onnx(source))
+            reference = fidelity.reference_for(model, source, weights_dir, onnx_dir)
+            row = measure_blob(model, precision, blob, manifest, reference, gate, is_standin(source))
             record = fidelity_record(row, variant_row, accept_fidelity)
         manifest_path = Path(manifest["manifest_path"])
         engine_cache.record_fidelity(manifest_path, record)
@@ -173,8 +155,9 @@ def int8_variant(model: str, source: Path, calibration_npz, weights_dir=None, lo
     itself (openvino_gate: <model>.int8-openvino.onnx), since its u8 kernels and ONNX Runtime's simulation
     disagree; untrained stand-ins: the plain variant precision_onnx makes (numbers only, no search)."""
     from ghostrt.export import engine_build, fidelity, openvino_gate
+    from ghostrt.export.models import is_standin
 
-    if untrained_onnx(source):
+    if is_standin(source):
         return engine_build.precision_onnx(source, "int8", model, calibration_npz, weights_dir, log=log)
     return openvino_gate.openvino_int8_onnx(source, model, calibration_npz, gate or fidelity.GATES["int8"],
                                             weights_dir, methods, log=log)

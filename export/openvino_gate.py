@@ -98,7 +98,7 @@ def openvino_int8_onnx(src, model: str, calibration_npz, gate, weights_dir=None,
     with every gate decision measured on OpenVINO."""
     from ghostrt.export import precision as variants
     from ghostrt.export.engine_build import recipe_from_row
-    from ghostrt.export.openvino_build import reference_for
+    from ghostrt.export.fidelity import reference_for
     from ghostrt.runtime import openvino_backend as ovb
 
     src = Path(src)
