@@ -179,20 +179,26 @@ def _reported_peak_kb(cmd: list[str]) -> int | None:
         return None
 
 
-def _write_peak(path: str) -> None:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            Path(path).write_text(line.split()[1] + "\n")
-
-
-def _rss_mb(pid: int) -> float | None:
+def _status_kb(field: str, pid="self") -> int | None:
+    """A KiB field of /proc/<pid>/status (VmHWM: the peak resident set, VmRSS: the current one), or None."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
     except (OSError, ValueError):
         pass
     return None
+
+
+def _write_peak(path: str) -> None:
+    peak_kb = _status_kb("VmHWM")
+    if peak_kb is not None:
+        Path(path).write_text(f"{peak_kb}\n")
+
+
+def _rss_mb(pid: int) -> float | None:
+    rss_kb = _status_kb("VmRSS", pid)
+    return None if rss_kb is None else rss_kb / 1024.0
 
 
 def run_child(cmd: list[str], log_path: Path, cwd: Path | None = None) -> dict:
