@@ -21,7 +21,8 @@ import numpy as np
 
 from ghostrt.atomic import atomic_path
 from ghostrt.errors import GhostError, file_error
-from ghostrt.runtime import align, detect, landmarks, retinaface_model
+from ghostrt.runtime.stages import align
+from ghostrt.runtime.nets import detect, landmarks, retinaface_model
 
 # ONNX input names per net (the exporters' names) and what each array holds.
 NET_INPUTS = {
@@ -117,7 +118,7 @@ def _retinaface():
     """The runtime's RetinaFace detector on ONNX Runtime, with the ONNX written once per process."""
     import tempfile
 
-    from ghostrt.runtime.executors import OrtExecutor
+    from ghostrt.runtime.backends.executors import OrtExecutor
 
     folder = Path(tempfile.mkdtemp(prefix="ghostrt-calib-"))
     path = retinaface_model.write_retinaface_onnx(folder / "retinaface.onnx")
@@ -295,7 +296,7 @@ def build_calibration_set(out, source=None, embed=None) -> dict:
         "frames": [tag for tag, _ in frames],
         "transforms": ["horizontal flip", f"lighting gain {CALIBRATION_GAINS}",
                        "3x3 and 4x4 grids of face-centred squares (zoom 0.8-1.4, random flip)"],
-        "pipeline": "RetinaFace (ghostrt.runtime.detect, threshold 0.6) -> ghostrt.runtime.align (GHOST's "
+        "pipeline": "RetinaFace (ghostrt.runtime.nets.detect, threshold 0.6) -> ghostrt.runtime.stages.align (GHOST's "
                     "best-of-five templates, 224) -> the runtime's per-net preprocessing",
         "count": counts,
         "arrays": {k: {"shape": list(v.shape), "stored_dtype": str(stored[k].dtype)} for k, v in arrays.items()},

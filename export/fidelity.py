@@ -136,7 +136,7 @@ def inter_ocular(box: np.ndarray, kps: np.ndarray) -> float:
 
 def anchor_predictions(model: str, outputs: Mapping[str, np.ndarray], b: int, size: int):
     """Every anchor's decoded box (A, 4), keypoints (A, 5, 2) in canvas pixels and face score (A,), image `b`."""
-    from ghostrt.runtime import detect, retinaface_model
+    from ghostrt.runtime.nets import detect, retinaface_model
 
     if model == "retinaface":
         boxes, kps = retinaface_model.decode(outputs["loc"][b], outputs["landmarks"][b], size)
@@ -184,7 +184,7 @@ def landmark_points(output: np.ndarray) -> np.ndarray:
 
 def decode_faces(model: str, frames: Sequence[np.ndarray], outputs: Mapping[str, np.ndarray]) -> list[list]:
     """Faces per frame from recorded raw outputs, through the runtime's own detect stage."""
-    from ghostrt.runtime.detect import make_detector
+    from ghostrt.runtime.nets.detect import make_detector
 
     class Replay:  # an Executor that hands back outputs already computed
         input_names = ["input"]
@@ -223,7 +223,7 @@ def task_numbers(model: str, reference: Mapping[str, np.ndarray], test: Mapping[
         return {"point_error_iod_max": float(err.max()), "point_error_iod_mean": float(err.mean()),
                 "inter_ocular_px": LANDMARK_IOD_192, "error_score": float(err.mean())}
     if model in DETECTORS:
-        from ghostrt.runtime.detect import SIZE
+        from ghostrt.runtime.nets.detect import SIZE
 
         if reference_faces is None:
             reference_faces = decode_faces(model, frames, reference)
@@ -297,7 +297,7 @@ def reference_for(model: str, fp32: Path, weights_dir=None, onnx_dir=None) -> Re
     the one every variant, engine and blob of a net is gated against."""
     embed = None
     if model == "generator":
-        from ghostrt.calibration.cli import arcface_embedder
+        from ghostrt.cli.calibrate import arcface_embedder
 
         embed = arcface_embedder(weights_dir, onnx_dir or Path(fp32).parent)
     return validation_reference(model, fp32, embed)

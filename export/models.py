@@ -35,7 +35,7 @@ def export_one(model: str, weights, out, num_blocks: int = 2):
         from ghostrt.export.landmark106 import export_landmarks
         return export_landmarks(weights, out)
     if model == "retinaface":
-        from ghostrt.runtime.detect import write_retinaface_onnx
+        from ghostrt.runtime.nets.detect import write_retinaface_onnx
         write_retinaface_onnx(out)
         return None
     raise GhostError(f"unknown model {model!r}; choose from {', '.join(MODELS + EXTRA_MODELS)}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import engine_cache
+from ghostrt.runtime.backends import engine_cache
 
 CHUNK = 4          # validation images per OpenVINO call: the batch the runtime uses for faces
 
@@ -33,7 +33,7 @@ def openvino_title(ov_version: str) -> str:
 
 def require_precision(precision: str):
     """The CpuInfo of this machine, or a one-line GhostError when OpenVINO cannot run `precision` here."""
-    from ghostrt.runtime import openvino_backend as ovb
+    from ghostrt.runtime.backends import openvino_backend as ovb
 
     if precision not in ovb.PRECISIONS:
         raise GhostError(f"--precision {precision}: the OpenVINO backend builds {', '.join(ovb.PRECISIONS)} "
@@ -51,8 +51,8 @@ def require_precision(precision: str):
 
 def run_blob(blob: Path, inputs: dict) -> dict[str, np.ndarray]:
     """All outputs of the compiled blob for batch-first `inputs`, CHUNK at a time."""
-    from ghostrt.runtime.executors import run_chunked
-    from ghostrt.runtime.openvino_backend import OpenVinoExecutor
+    from ghostrt.runtime.backends.executors import run_chunked
+    from ghostrt.runtime.backends.openvino_backend import OpenVinoExecutor
 
     return {name: np.asarray(value, np.float32)
             for name, value in run_chunked(OpenVinoExecutor(blob), inputs, CHUNK).items()}
@@ -62,7 +62,7 @@ def measure_blob(model: str, precision: str, blob: Path, manifest: dict, referen
     """One fidelity row (the shape of fidelity.fidelity_row) for the compiled blob against the FP32 ONNX.
     Gate applied to bf16 and INT8, except untrained stand-in INT8; FP32 is numbers only."""
     from ghostrt.export import fidelity
-    from ghostrt.runtime import openvino_backend as ovb
+    from ghostrt.runtime.backends import openvino_backend as ovb
 
     numbers = reference.compare(None, run_blob(blob, reference.inputs))
     applied = precision != "fp32" and not (untrained and precision == "int8")
@@ -109,7 +109,7 @@ def build_models(models, precision: str, weights_dir=None, engines_dir=engine_ca
     compile_blob (cached) → the blob measured against FP32 and gated → verdict in its manifest → one line."""
     from ghostrt.export import engine_build, fidelity
     from ghostrt.export.models import is_standin
-    from ghostrt.runtime import openvino_backend as ovb
+    from ghostrt.runtime.backends import openvino_backend as ovb
 
     require_precision(precision)
     engines_dir = Path(engines_dir)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ghostrt.atomic import atomic_path
 from ghostrt.errors import file_error
-from ghostrt.runtime import engine_cache
+from ghostrt.runtime.backends import engine_cache
 
 VARIANT_SUFFIX = "int8-openvino"
 
@@ -35,7 +35,7 @@ class OpenVinoReference:
     runner: compare(onnx) = the FP32 reference's own compare on the outputs OpenVINO computes for `onnx`."""
 
     def __init__(self, reference):
-        from ghostrt.runtime import openvino_backend as ovb
+        from ghostrt.runtime.backends import openvino_backend as ovb
 
         ov = ovb.load_openvino()
         self.reference = reference
@@ -56,8 +56,8 @@ class OpenVinoReference:
     def run(self, test_onnx) -> dict[str, np.ndarray]:
         """All outputs of `test_onnx` (a path or serialized bytes) compiled for this CPU as compile_blob does."""
         from ghostrt.export.openvino_build import CHUNK     # the batch the blob itself is measured with
-        from ghostrt.runtime import openvino_backend as ovb
-        from ghostrt.runtime.executors import run_chunked
+        from ghostrt.runtime.backends import openvino_backend as ovb
+        from ghostrt.runtime.backends.executors import run_chunked
 
         label = "(in-memory ONNX)" if isinstance(test_onnx, bytes) else str(test_onnx)
         try:
@@ -99,7 +99,7 @@ def openvino_int8_onnx(src, model: str, calibration_npz, gate, weights_dir=None,
     from ghostrt.export import precision as variants
     from ghostrt.export.engine_build import recipe_from_row
     from ghostrt.export.fidelity import reference_for
-    from ghostrt.runtime import openvino_backend as ovb
+    from ghostrt.runtime.backends import openvino_backend as ovb
 
     src = Path(src)
     methods = list(methods or variants.METHODS)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ghostrt.runtime.align import TEMPLATES_112
+from ghostrt.runtime.stages.align import TEMPLATES_112
 from ghostrt.runtime.types import Face
 
 CROP = 224
@@ -313,7 +313,7 @@ def load_reference(weights, detector_kind: str, retinaface_onnx=None, device=Non
     from ghostrt.export.aei_net import load_generator
     from ghostrt.export.iresnet import load_arcface
     from ghostrt.export.landmark106 import load_landmarks
-    from ghostrt.runtime.detect import make_detector
+    from ghostrt.runtime.nets.detect import make_detector
 
     device = torch.device(device) if device is not None else reference_device()
     on_gpu = device.type == "cuda"

@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 from skimage.transform import SimilarityTransform
 
-from ghostrt.runtime import align
+from ghostrt.runtime.stages import align
 from ghostrt.runtime.types import Face
 
 # Hand-placed on matplotlib's grace_hopper.jpg (512×600): eyes, nose tip, mouth corners.

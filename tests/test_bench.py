@@ -22,13 +22,13 @@ from PIL import Image
 from torch import nn
 
 from ghostrt.errors import GhostError
-from ghostrt.export import bench_cli
+from ghostrt.cli import bench as bench_cli
 from ghostrt.export.onnx_io import export_module
 from ghostrt.export.reference_pipeline import OrtSession, ReferenceNets, ReferencePipeline
-from ghostrt.runtime import align
-from ghostrt.runtime.detect import make_detector, write_retinaface_onnx
-from ghostrt.runtime.executors import OrtExecutor
-from ghostrt.runtime.pipeline import ImageSwapper, Nets
+from ghostrt.runtime.stages import align
+from ghostrt.runtime.nets.detect import make_detector, write_retinaface_onnx
+from ghostrt.runtime.backends.executors import OrtExecutor
+from ghostrt.runtime.swap.pipeline import ImageSwapper, Nets
 from ghostrt.weights.resolve import official_candidates, resolve_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,7 +187,7 @@ def test_bench_tiny_config_writes_json_and_chart(tiny, tmp_path, monkeypatch, ca
     assert report["config"]["weights"]["standin"] is True
     assert report["config"]["reference"]["generator_dtype"] == "fp32"      # CPU: the reference runs G in fp32
     modes = {(r["pipeline"], r["mode"], r["batch"]) for r in report["runs"]}
-    expected = ("image", "webcam") + (("file",) if importlib.util.find_spec("ghostrt.runtime.video_loop") else ())
+    expected = ("image", "webcam") + (("file",) if importlib.util.find_spec("ghostrt.runtime.loops.video_loop") else ())
     assert modes == {(p, m, 1) for p in ("ghostrt", "reference") for m in expected}
     for run in report["runs"]:
         assert run["faces_per_iteration"] == 1 and run["iterations"] == 1

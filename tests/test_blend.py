@@ -5,7 +5,7 @@ import tracemalloc
 import cv2
 import numpy as np
 
-from ghostrt.runtime import align, blend
+from ghostrt.runtime.stages import align, blend
 
 # Hand-placed on matplotlib's grace_hopper.jpg (512×600): eyes, nose tip, mouth corners.
 HOPPER_KPS = np.array([[222, 195], [310, 192], [265, 240], [232, 282], [298, 280]], np.float32)

@@ -56,7 +56,7 @@ def test_npz_layout_is_keyed_by_net_and_onnx_input(one_photo_set):
 
 
 def test_detector_canvas_is_the_runtime_letterbox_of_the_first_frame(one_photo_set):
-    from ghostrt.runtime import detect, retinaface_model
+    from ghostrt.runtime.nets import detect, retinaface_model
 
     _, photo, out = one_photo_set
     frame = build._decode(photo.read_bytes(), photo)
@@ -95,7 +95,7 @@ def test_aligned_crops_put_the_eyes_on_the_template():
     eyes = again[0].kps[:2]
     # A least-squares fit of 5 points leaves a few px of residual per point (smile, head tilt); a wrong warp
     # would be off by tens of px.
-    from ghostrt.runtime import align
+    from ghostrt.runtime.stages import align
 
     _, chosen = align.estimate_norm(image_kps)
     template = align.templates(224)[chosen]

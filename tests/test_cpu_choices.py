@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import cpu_choices
-from ghostrt.runtime.pipeline import Nets
-from ghostrt.runtime.video_swapper import VideoSwapper
+from ghostrt.bench import cpu_choices
+from ghostrt.runtime.swap.pipeline import Nets
+from ghostrt.runtime.swap.video_swapper import VideoSwapper
 from test_swap_image import onnx_files, executors  # noqa: F401  (fixtures)
 from test_video_swapper import BASE_KPS, ScriptedDetector, numbered_frames
 

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import cpu_floor
+from ghostrt.bench import cpu_floor
 
 
 class GraphBuilder:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ghostrt.export.parity import ort_session
-from ghostrt.runtime.detect import (RetinaFaceDetector, ScrfdDetector, SCRFD_OUTPUTS, anchor_centres,
+from ghostrt.runtime.nets.detect import (RetinaFaceDetector, ScrfdDetector, SCRFD_OUTPUTS, anchor_centres,
                                     decode_scrfd, letterbox, make_detector, nms)
-from ghostrt.runtime.retinaface_model import prior_count, write_retinaface_onnx
+from ghostrt.runtime.nets.retinaface_model import prior_count, write_retinaface_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 

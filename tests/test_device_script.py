@@ -64,7 +64,7 @@ def test_cpu_smoke_writes_labelled_json_chart_and_log(tmp_path):
     package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     assert report["import_shim"] == {name: str(REPO / folder) for name, folder in package_dir.items()}
     assert Path(report["loaded_from"]["ghostrt.export.aei_net"]) == REPO / "export" / "aei_net.py"
-    assert Path(report["loaded_from"]["ghostrt.runtime.trt_backend"]) == REPO / "runtime" / "trt_backend.py"
+    assert Path(report["loaded_from"]["ghostrt.runtime.backends.trt_backend"]) == REPO / "runtime" / "backends" / "trt_backend.py"
 
     reference = report["sections"]["reference"]
     assert reference["status"] == "ok", reference

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import trt_backend
-from ghostrt.runtime.trt_backend import Backend, GpuInfo, choose_auto, rtx_supports
+from ghostrt.runtime.backends import trt_backend
+from ghostrt.runtime.backends.trt_backend import Backend, GpuInfo, choose_auto, rtx_supports
 
 REPO = Path(__file__).resolve().parents[1]
 RTX = Backend("trt-rtx", "1.7.1.116", None)
@@ -33,7 +33,8 @@ def test_doctor_runs_and_names_trt_rtx():
 
 
 def test_doctor_says_what_the_cpu_runs(monkeypatch):
-    from ghostrt.runtime import doctor, openvino_backend
+    from ghostrt.cli import doctor
+    from ghostrt.runtime.backends import openvino_backend
 
     def rows():
         return dict(doctor.report())

@@ -13,7 +13,7 @@ import pytest
 
 from ghostrt.errors import GhostError
 from ghostrt.export import engine_build
-from ghostrt.runtime import engine_cache, trt_backend
+from ghostrt.runtime.backends import engine_cache, trt_backend
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,7 +58,7 @@ def test_changed_onnx_version_or_shapes_rebuild(tmp_path, rtx):
 
 
 def test_retinaface_onnx_builds_with_a_batch_profile(tmp_path, rtx):
-    from ghostrt.runtime.retinaface_model import write_retinaface_onnx
+    from ghostrt.runtime.nets.retinaface_model import write_retinaface_onnx
 
     onnx_path = write_retinaface_onnx(tmp_path / "retinaface.onnx")
     result = engine_build.build_one("retinaface", onnx_path, "fp32", rtx, tmp_path, max_batch=2, **QUIET)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import engine_cache, trt_backend
-from ghostrt.runtime.trt_backend import GpuInfo
+from ghostrt.runtime.backends import engine_cache, trt_backend
+from ghostrt.runtime.backends.trt_backend import GpuInfo
 
 REPO = Path(__file__).resolve().parents[1]
 RTX_4090 = GpuInfo("NVIDIA GeForce RTX 4090", "8.9")

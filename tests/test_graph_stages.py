@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from ghostrt.runtime import align, blend, graph_stages
+from ghostrt.runtime.stages import align, blend, graph_stages
 
 # Hand-placed on skimage's astronaut (512×512): eyes, nose tip, mouth corners.
 ASTRONAUT_KPS = np.array([[202, 102], [247, 104], [222, 127], [205, 142], [241, 144]], np.float64)

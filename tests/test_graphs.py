@@ -6,7 +6,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from ghostrt.runtime import align, blend, graphs
+from ghostrt.runtime.stages import align, blend, graphs
 
 # Hand-placed on matplotlib's grace_hopper.jpg (512×600): eyes, nose tip, mouth corners.
 HOPPER_KPS = np.array([[222, 195], [310, 192], [265, 240], [232, 282], [298, 280]], np.float32)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from ghostrt.cli import main
 from ghostrt.errors import GhostError
-from ghostrt.runtime.image_io import check_output_path, read_image, write_image
-from ghostrt.runtime.provenance_label import DIGITAL_SOURCE_TYPE, make_label, read_label
+from ghostrt.runtime.io.image_io import check_output_path, read_image, write_image
+from ghostrt.runtime.io.provenance_label import DIGITAL_SOURCE_TYPE, make_label, read_label
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ghostrt.runtime import landmarks
+from ghostrt.runtime.nets import landmarks
 
 
 def to_input_pixels(p224: np.ndarray) -> np.ndarray:

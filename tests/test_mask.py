@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ghostrt.runtime import mask
+from ghostrt.runtime.stages import mask
 
 BROW_Y, EYE_Y = 70.3, 90.6
 

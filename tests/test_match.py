@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ghostrt.runtime import match
+from ghostrt.runtime.stages import match
 from ghostrt.runtime.types import Face
 
 

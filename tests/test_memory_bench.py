@@ -16,8 +16,8 @@ import pytest
 from test_swap_image import tiny_arcface, tiny_generator, tiny_landmarks
 from ghostrt.errors import GhostError
 from ghostrt.export.models import _fingerprint, sidecar_path
-from ghostrt.runtime import memory_bench
-from ghostrt.runtime.detect import write_retinaface_onnx
+from ghostrt.bench import memory_bench
+from ghostrt.runtime.nets.detect import write_retinaface_onnx
 from ghostrt.weights.resolve import resolve_weights
 
 SIZE = (960, 540)

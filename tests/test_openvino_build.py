@@ -24,8 +24,8 @@ from ghostrt.cli import main
 from ghostrt.errors import GhostError
 from ghostrt.export import engine_build, fidelity, openvino_build, openvino_gate
 from ghostrt.export import precision as variants
-from ghostrt.runtime import engine_cache, executors
-from ghostrt.runtime import openvino_backend as ovb
+from ghostrt.runtime.backends import engine_cache, executors
+from ghostrt.runtime.backends import openvino_backend as ovb
 
 QUIET = dict(log=lambda line: None)
 
@@ -242,7 +242,8 @@ def test_tensorrt_build_refuses_bf16_and_openvino_refuses_fp16(tiny):
 def test_check_records_the_openvino_gated_numbers_and_leaves_the_tensorrt_row(tiny, monkeypatch, capsys):
     """Trained INT8 with --backend openvino: the OpenVINO-gated plan's blob is measured and recorded under
     'int8/openvino'; the ONNX Runtime row TensorRT builds from ('int8') is neither remade nor overwritten."""
-    from ghostrt.export import check_cli, models
+    from ghostrt.cli import check as check_cli
+    from ghostrt.export import models
 
     def no_make_variant(*_, **__):
         raise AssertionError("the ONNX-Runtime-gated TensorRT variant must not be remade for OpenVINO")

@@ -20,10 +20,10 @@ from PIL import Image
 from test_swap_image import GRACE, astronaut, grace, make_swapper, onnx_files  # noqa: F401 (fixtures)
 from ghostrt.cli import main
 from ghostrt.errors import GhostError
-from ghostrt.runtime import cli as swap_cli
-from ghostrt.runtime import engine_cache
-from ghostrt.runtime import openvino_backend as ovb
-from ghostrt.runtime.executors import OrtExecutor, make_executor
+from ghostrt.cli import swap as swap_cli
+from ghostrt.runtime.backends import engine_cache
+from ghostrt.runtime.backends import openvino_backend as ovb
+from ghostrt.runtime.backends.executors import OrtExecutor, make_executor
 
 INPUT_SHAPES = {"detector": {"input": (3, 640, 640)}, "arcface": {"face": (3, 112, 112)},
                 "generator": {"target": (3, 256, 256), "source_embedding": (512,)},

@@ -155,7 +155,7 @@ def test_high_precision_edit_restores_fp32_weights(tmp_path):
 def test_retinaface_int8_passes_the_gate_with_fallback(tmp_path):
     """The proof on a real trained net: RetinaFace INT8 keeps every FP32 face on real photos and face grids."""
     from ghostrt.calibration.build import build_calibration_set
-    from ghostrt.runtime.retinaface_model import write_retinaface_onnx
+    from ghostrt.runtime.nets.retinaface_model import write_retinaface_onnx
 
     src = write_retinaface_onnx(tmp_path / "retinaface.onnx")
     npz = tmp_path / "cal.npz"

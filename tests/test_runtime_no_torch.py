@@ -1,5 +1,5 @@
-"""The runtime side must run where torch is not installed: importing any ghostrt.runtime module must not
-import torch, directly or through another module."""
+"""The runtime side must run where torch is not installed: importing any module of ghostrt.runtime (every
+subpackage, walked), the public API or the CLI modules must not import torch, directly or through another module."""
 
 import subprocess
 import sys
@@ -9,9 +9,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import importlib, pkgutil, sys
-import ghostrt.runtime as runtime
-names = sorted(m.name for m in pkgutil.iter_modules(runtime.__path__, "ghostrt.runtime."))
-assert len(names) >= 5, names
+import ghostrt, ghostrt.cli, ghostrt.runtime as runtime
+names = sorted(m.name for m in pkgutil.walk_packages(runtime.__path__, "ghostrt.runtime."))
+names += ["ghostrt", "ghostrt.api"] + sorted(m.name for m in pkgutil.walk_packages(ghostrt.cli.__path__, "ghostrt.cli."))
+assert len(names) >= 40, names
 failed = []
 for name in names:
     importlib.import_module(name)

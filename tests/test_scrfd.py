@@ -128,7 +128,7 @@ def test_export_detector_reports_parity(standin, tmp_path):
 
 
 def test_not_an_scrfd_file_names_the_file(standin, tmp_path):
-    from ghostrt.runtime.retinaface_model import write_retinaface_onnx
+    from ghostrt.runtime.nets.retinaface_model import write_retinaface_onnx
 
     retina = write_retinaface_onnx(tmp_path / "retinaface.onnx")
     junk = tmp_path / "junk.onnx"

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ghostrt.runtime import smoothing
+from ghostrt.runtime.stages import smoothing
 
 
 def kps_at(x: float, y: float) -> np.ndarray:

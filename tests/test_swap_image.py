@@ -24,12 +24,12 @@ from PIL import Image
 
 from ghostrt.cli import main
 from ghostrt.errors import GhostError
-from ghostrt.runtime import cli as swap_cli
-from ghostrt.runtime.detect import make_detector, write_retinaface_onnx
-from ghostrt.runtime.executors import OrtExecutor
-from ghostrt.runtime.image_io import read_image
-from ghostrt.runtime.pipeline import ImageSwapper, Nets
-from ghostrt.runtime.provenance_label import read_label
+from ghostrt.cli import swap as swap_cli
+from ghostrt.runtime.nets.detect import make_detector, write_retinaface_onnx
+from ghostrt.runtime.backends.executors import OrtExecutor
+from ghostrt.runtime.io.image_io import read_image
+from ghostrt.runtime.swap.pipeline import ImageSwapper, Nets
+from ghostrt.runtime.io.provenance_label import read_label
 
 REPO = Path(__file__).resolve().parents[1]
 GRACE = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
@@ -151,9 +151,9 @@ def test_ort_executor_names_an_unusable_file(tmp_path, content):
 def test_make_executor_auto_without_a_gpu_runs_openvino(onnx_files, tmp_path):
     """No GPU: auto compiles the FP32 ONNX for this CPU with OpenVINO (the ONNX Runtime fallback, when OpenVINO
     is missing, is tested in test_openvino_executor)."""
-    from ghostrt.runtime import trt_backend
-    from ghostrt.runtime.executors import NO_GPU, make_executor
-    from ghostrt.runtime.openvino_backend import OpenVinoExecutor
+    from ghostrt.runtime.backends import trt_backend
+    from ghostrt.runtime.backends.executors import NO_GPU, make_executor
+    from ghostrt.runtime.backends.openvino_backend import OpenVinoExecutor
     if trt_backend.probe_gpu()[0] is not None:
         pytest.skip("a CUDA GPU is visible: auto would look for a TensorRT engine first")
     choice = make_executor(onnx_files["arcface"], "auto", "fp16", tmp_path)
@@ -381,7 +381,7 @@ def test_cli_rgba_target_keeps_alpha(tmp_path, tiny_cli, astronaut):
 
 
 def test_cli_trt_backend_without_gpu_is_a_clear_error(tmp_path, capsys, tiny_cli, astronaut):
-    from ghostrt.runtime import trt_backend
+    from ghostrt.runtime.backends import trt_backend
     if trt_backend.probe_gpu()[0] is not None:
         pytest.skip("a CUDA GPU is visible: --backend trt would look for an engine instead")
     target = tmp_path / "astronaut.png"
@@ -438,7 +438,7 @@ def test_end_to_end_with_standin_exports(tmp_path, astronaut):
 def test_graph_stages_swap_equals_the_opencv_swap(executors, astronaut, grace, tmp_path, backend):
     """The same swap with crop and paste run as graphs through the backend's executor: same faces, and the
     frame within a level or two of the OpenCV path (bilinear rounding differs by at most one level per step)."""
-    from ghostrt.runtime.graph_stages import GraphStages
+    from ghostrt.runtime.stages.graph_stages import GraphStages
 
     opencv = make_swapper(executors)
     sources = opencv.embed_photos([(GRACE, grace)], "--source")

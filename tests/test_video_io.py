@@ -9,7 +9,7 @@ import pytest
 from skimage import data
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import video_io, video_writer
+from ghostrt.runtime.io import video_io, video_writer
 
 SAMPLE_RATE = 16000
 TONE_HZ = 440.0

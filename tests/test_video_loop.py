@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import video_io, video_writer
-from ghostrt.runtime.video_loop import swap_video
+from ghostrt.runtime.io import video_io, video_writer
+from ghostrt.runtime.loops.video_loop import swap_video
 from test_video_io import audio_samples, decode_all, frame_times, make_clip
 
 BOX = (slice(32, 80), slice(48, 112))      # rows, cols: multiples of 16 so codec blocks line up
@@ -155,7 +155,7 @@ def test_batch_must_be_positive(tmp_path):
 def _video_command(tmp_path, make_process, *extra):
     import argparse
 
-    from ghostrt.runtime.video_cli import add_video_parser
+    from ghostrt.cli.swap_video import add_video_parser
 
     parser = argparse.ArgumentParser()
     add_video_parser(parser.add_subparsers(dest="mode"), make_process)
@@ -192,7 +192,7 @@ def test_video_command_checks_files_before_building_the_swapper(tmp_path):
 
 SIGINT_SCRIPT = """
 import sys, time
-from ghostrt.runtime.video_loop import swap_video
+from ghostrt.runtime.loops.video_loop import swap_video
 
 def slow(frames):
     print("batch", flush=True)

@@ -19,7 +19,7 @@ import pytest
 import skimage.data
 
 from test_swap_image import tiny_arcface, tiny_generator, tiny_landmarks
-from ghostrt.runtime.detect import write_retinaface_onnx
+from ghostrt.runtime.nets.detect import write_retinaface_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1920, 1080
@@ -30,17 +30,17 @@ RUN = r"""
 import json, resource, sys
 from pathlib import Path
 import numpy as np
-from ghostrt.runtime.video_loop import swap_video
+from ghostrt.runtime.loops.video_loop import swap_video
 
 mode, clip, out, onnx_dir = sys.argv[1:5]
 if mode == "identity":
     def process(frames):
         return frames
 else:
-    from ghostrt.runtime.detect import make_detector
-    from ghostrt.runtime.executors import OrtExecutor
-    from ghostrt.runtime.pipeline import Nets
-    from ghostrt.runtime.video_swapper import VideoSwapper
+    from ghostrt.runtime.nets.detect import make_detector
+    from ghostrt.runtime.backends.executors import OrtExecutor
+    from ghostrt.runtime.swap.pipeline import Nets
+    from ghostrt.runtime.swap.video_swapper import VideoSwapper
     d = Path(onnx_dir)
     nets = Nets(detector=make_detector("retinaface", OrtExecutor(d / "detector.onnx")),
                 arcface=OrtExecutor(d / "arcface.onnx"), generator=OrtExecutor(d / "generator.onnx"),

@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from ghostrt.runtime import video_swapper
-from ghostrt.runtime.video_loop import swap_video
-from ghostrt.runtime.video_swapper import VideoSwapper
+from ghostrt.runtime.swap import video_swapper
+from ghostrt.runtime.loops.video_loop import swap_video
+from ghostrt.runtime.swap.video_swapper import VideoSwapper
 from test_swap_image import onnx_files, executors  # noqa: F401  (fixtures)
 from test_video_io import decode_all, make_clip
 from test_video_swapper import (BASE_KPS, ScriptedDetector, frame_number, grace, jittered_track, moving,  # noqa: F401

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from ghostrt.cli import main
-from ghostrt.runtime import cli as swap_cli
-from ghostrt.runtime.graph_stages import GraphStages
-from ghostrt.runtime.pipeline import ImageSwapper
-from ghostrt.runtime.video_swapper import VideoSwapper
-from ghostrt.runtime.video_writer import read_video_label
+from ghostrt.cli import swap as swap_cli
+from ghostrt.runtime.stages.graph_stages import GraphStages
+from ghostrt.runtime.swap.pipeline import ImageSwapper
+from ghostrt.runtime.swap.video_swapper import VideoSwapper
+from ghostrt.runtime.io.video_writer import read_video_label
 from test_swap_image import GRACE, onnx_files, executors  # noqa: F401  (fixtures)
 from test_video_io import decode_all
 from test_video_swapper import grace, moving, real_swapper_nets, run_stream, two_faces, write_face_clip  # noqa: F401

@@ -17,16 +17,16 @@ import pytest
 import skimage.data
 
 from ghostrt.cli import main
-from ghostrt.runtime import smoothing
-from ghostrt.runtime import cli as swap_cli
-from ghostrt.runtime.detect import make_detector
-from ghostrt.runtime.image_io import read_image
-from ghostrt.runtime.pipeline import ImageSwapper, Nets
-from ghostrt.runtime.provenance_label import make_label
+from ghostrt.runtime.stages import smoothing
+from ghostrt.cli import swap as swap_cli
+from ghostrt.runtime.nets.detect import make_detector
+from ghostrt.runtime.io.image_io import read_image
+from ghostrt.runtime.swap.pipeline import ImageSwapper, Nets
+from ghostrt.runtime.io.provenance_label import make_label
 from ghostrt.runtime.types import Face
-from ghostrt.runtime.video_writer import read_video_label
-from ghostrt.runtime.video_loop import swap_video
-from ghostrt.runtime.video_swapper import FaceTracker, VideoSwapper, run_chunked
+from ghostrt.runtime.io.video_writer import read_video_label
+from ghostrt.runtime.loops.video_loop import swap_video
+from ghostrt.runtime.swap.video_swapper import FaceTracker, VideoSwapper, run_chunked
 from test_swap_image import GRACE, Recording, onnx_files, executors  # noqa: F401  (fixtures)
 from test_video_io import decode_all, make_clip
 

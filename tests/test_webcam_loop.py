@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import webcam_loop
+from ghostrt.runtime.loops import webcam_loop
 from test_video_io import make_clip
 
 SLOW_SECONDS = 0.12        # three frame intervals at 24 frames/s
@@ -100,7 +100,7 @@ def test_latest_frame_mailbox_keeps_only_the_newest():
 def test_webcam_command_on_a_camera_file(tmp_path, capsys):
     import argparse
 
-    from ghostrt.runtime.video_cli import add_webcam_parser
+    from ghostrt.cli.swap_video import add_webcam_parser
 
     clip = make_clip(tmp_path / "loop.mp4", frames=6, audio=False)
     calls = []

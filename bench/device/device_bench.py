@@ -108,7 +108,7 @@ def nvidia_smi_snapshot() -> str | None:
 
 
 def machine_info(torch) -> dict:
-    from ghostrt.runtime.trt_backend import probe_gpu
+    from ghostrt.runtime.backends.trt_backend import probe_gpu
 
     try:                                       # ghostrt's own probe; a surprise here must not cost the call
         gpu, how = probe_gpu()

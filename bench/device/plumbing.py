@@ -34,7 +34,7 @@ class Plumbing:
     """The cudart handles one section needs, created and released the way runtime/trt_backend.py does."""
 
     def __init__(self, cudart=None):
-        from ghostrt.runtime.trt_backend import _check, _cudart
+        from ghostrt.runtime.backends.trt_backend import _check, _cudart
 
         self.cudart, self.check = cudart or _cudart(), _check
         self.pinned, self.device, self.streams, self.events = [], [], [], []

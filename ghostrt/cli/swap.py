@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime.executors import BACKENDS, PRECISIONS
+from ghostrt.runtime.backends.executors import BACKENDS, PRECISIONS
 
 DETECTORS = ("scrfd", "retinaface")
 USED_MODELS = ("generator", "arcface", "landmarks")
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     image.add_argument("--debug-sheet", type=Path, default=None,
                        help="also write one PNG with boxes, crops, swaps, masks, result and timings")
     image.set_defaults(func=run_image)
-    from ghostrt.runtime.video_cli import add_video_parser, add_webcam_parser
+    from ghostrt.cli.swap_video import add_video_parser, add_webcam_parser
 
     add_video_parser(modes, make_process, add_common=_add_common)
     add_webcam_parser(modes, make_process, add_common=_add_common)
@@ -102,10 +102,10 @@ def _resolve_nets(args, log=print):
 
 
 def _make_nets(args, onnx: dict, kind: str):
-    from ghostrt.runtime.detect import make_detector
-    from ghostrt.runtime.executors import make_executor
-    from ghostrt.runtime.graph_stages import make_stages
-    from ghostrt.runtime.pipeline import Nets
+    from ghostrt.runtime.nets.detect import make_detector
+    from ghostrt.runtime.backends.executors import make_executor
+    from ghostrt.runtime.stages.graph_stages import make_stages
+    from ghostrt.runtime.swap.pipeline import Nets
 
     choices = {m: make_executor(onnx[m], args.backend, args.precision, args.engines_dir, args.threads)
                for m in ("detector", "arcface", "generator", "landmarks")}
@@ -121,10 +121,10 @@ def _make_nets(args, onnx: dict, kind: str):
 def make_process(args):
     """The swap for the video and webcam loops: process_batch(frames) -> frames, labelled for the output.
     Both use the tracking VideoSwapper; the webcam without smoothing (its 2-frame lookahead costs latency)."""
-    from ghostrt.runtime import image_io
-    from ghostrt.runtime.pipeline import ImageSwapper
-    from ghostrt.runtime.provenance_label import make_label
-    from ghostrt.runtime.video_swapper import VideoSwapper
+    from ghostrt.runtime.io import image_io
+    from ghostrt.runtime.swap.pipeline import ImageSwapper
+    from ghostrt.runtime.io.provenance_label import make_label
+    from ghostrt.runtime.swap.video_swapper import VideoSwapper
 
     _check_options(args)
     _check_engines_dir(args.engines_dir)
@@ -149,8 +149,8 @@ def make_process(args):
 
 
 def run_image(args) -> int:
-    from ghostrt.runtime import image_io
-    from ghostrt.runtime.provenance_label import make_label
+    from ghostrt.runtime.io import image_io
+    from ghostrt.runtime.io.provenance_label import make_label
 
     started = time.perf_counter()
     _check_options(args)
@@ -166,7 +166,7 @@ def run_image(args) -> int:
     target_rgb, target_alpha, target_info = image_io.read_image(args.target)
     read_seconds = time.perf_counter() - read_start
 
-    from ghostrt.runtime.pipeline import ImageSwapper, StageTimer
+    from ghostrt.runtime.swap.pipeline import ImageSwapper, StageTimer
 
     timer = StageTimer()
     timer.seconds["read"] = read_seconds
@@ -186,7 +186,7 @@ def run_image(args) -> int:
     with timer.stage("write"):
         notes = image_io.write_image(args.output, result.frame, target_alpha, label, target_info.icc_profile)
     if args.debug_sheet is not None:
-        from ghostrt.runtime.debug_sheet import write_debug_sheet
+        from ghostrt.runtime.io.debug_sheet import write_debug_sheet
 
         with timer.stage("sheet"):
             write_debug_sheet(args.debug_sheet, target_rgb, result, timer.seconds, standin_models=standin,
@@ -215,7 +215,7 @@ def _print_summary(args, result, info, notes, choices, kind, standin, timer, tot
         print(f"  backend   {model:<10} {choice.reason}")
     print("  timings   " + "\n            ".join(timer.lines()))
     print(f"  label     provenance label written (altered={len(result.swapped) > 0}, "
-          f"stand-in={bool(standin)}); read it with ghostrt.runtime.provenance_label.read_label")
+          f"stand-in={bool(standin)}); read it with ghostrt.runtime.io.provenance_label.read_label")
     if args.debug_sheet is not None:
         print(f"  sheet     {args.debug_sheet}")
     print(f"  done in   {total:.2f} s")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import video_io
+from ghostrt.runtime.io import video_io
 
 REPORT_SECONDS = 1.0
 TAKE_TIMEOUT_SECONDS = 5.0     # a camera that sends nothing for this long is reported as stalled

@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ghostrt.atomic import atomic_path
-from ghostrt.runtime import host
-from ghostrt.runtime.pipeline import ImageSwapper, Nets, StageTimer
+from ghostrt.runtime.backends import host
+from ghostrt.runtime.swap.pipeline import ImageSwapper, Nets, StageTimer
 
 STAGES = ("decode", "detect", "align", "embed", "match", "swap", "landmarks", "mask", "blend", "encode")
 MODES = ("image", "webcam", "video", "file")
@@ -34,7 +34,7 @@ VERSIONED = (("ghostrt", "ghostrt"), ("torch", "torch"), ("onnxruntime", "onnxru
 def video_swapper(nets: Nets, sources: np.ndarray, targets: np.ndarray, batch: int, timer: StageTimer):
     """ghostrt's own video stage (runtime.video_swapper), as `ghostrt swap video` runs it: detection every
     frame, smoothing off so a batch comes out at once (smoothing only shifts frames by two)."""
-    from ghostrt.runtime.video_swapper import VideoSwapper
+    from ghostrt.runtime.swap.video_swapper import VideoSwapper
 
     return VideoSwapper(nets, sources, targets, batch=batch, detect_every=1, smoothing=False, timer=timer)
 
@@ -78,7 +78,7 @@ def time_ghostrt_video(nets: Nets, clip, output, sources: np.ndarray, targets: n
     times are busy times; the total is the wall time of the whole pass."""
     import io
 
-    from ghostrt.runtime.video_loop import swap_video
+    from ghostrt.runtime.loops.video_loop import swap_video
 
     timer = StageTimer()
     process = video_swapper(nets, sources, targets, batch, timer)
@@ -171,7 +171,7 @@ def versions() -> dict:
 
 
 def machine_info() -> dict:
-    from ghostrt.runtime.trt_backend import probe_gpu
+    from ghostrt.runtime.backends.trt_backend import probe_gpu
 
     gpu, how = probe_gpu()
     cores = os.cpu_count() or 1
@@ -212,7 +212,7 @@ def format_table(report: dict) -> str:
                      f"({q['ghostrt_per_face_ms']:.1f} vs {q['reference_per_face_ms']:.1f} ms; {verdict})")
     lines.append(f"peak RSS {report['peak_rss_mb']:.0f} MB")
     if report.get("floor"):
-        from ghostrt.runtime.cpu_floor import format_floor
+        from ghostrt.bench.cpu_floor import format_floor
 
         lines.append(format_floor(report["floor"]))
         for q in report.get("floor_ratios", []):

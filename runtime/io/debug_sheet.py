@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ghostrt.atomic import atomic_path
-from ghostrt.runtime import provenance_label
-from ghostrt.runtime.image_io import check_output_path
+from ghostrt.runtime.io import provenance_label
+from ghostrt.runtime.io.image_io import check_output_path
 
 PANEL = 480          # longest side of the input and result panels
 TILE = 160           # side of each crop / swap / mask tile

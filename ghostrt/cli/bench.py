@@ -7,7 +7,7 @@ detected, aligned, embedded and matched before the swap. Modes:
 - image: ghostrt's `swap image` path on one frame;
 - webcam (--batch 1) and video (--batch B > 1): B frames per iteration; ghostrt runs each stage once over the
   batch, the reference goes frame by frame with G batched as GHOST batches it;
-- file (when ghostrt.runtime.video_loop exists): decode → swap → encode of an H.264 clip of the bench frames at
+- file (when ghostrt.runtime.loops.video_loop exists): decode → swap → encode of an H.264 clip of the bench frames at
   the largest batch, so decode and encode are measured too.
 
 The defaults finish in a few minutes on a 2-core CPU: the 2-block generator (GHOST's main model, whose
@@ -26,7 +26,7 @@ import numpy as np
 
 from ghostrt.errors import GhostError
 
-from ghostrt.runtime.executors import BACKENDS, PRECISIONS
+from ghostrt.runtime.backends.executors import BACKENDS, PRECISIONS
 
 USED_MODELS = ("generator", "arcface", "landmarks")
 STANDIN_BANNER = "!! STAND-IN (untrained) weights: timings are real, swaps are not"
@@ -116,7 +116,7 @@ def bench_inputs(frame_size: tuple[int, int], count: int) -> tuple[np.ndarray, l
 
 @dataclass
 class Pipelines:
-    nets: object                 # ghostrt.runtime.pipeline.Nets
+    nets: object                 # ghostrt.runtime.swap.pipeline.Nets
     backends: dict               # model -> what ran it (executor choice reason)
     executors: dict              # model -> "<backend> <precision>" that really ran
     reference: object | None     # ghostrt.export.reference_pipeline.ReferencePipeline
@@ -127,9 +127,9 @@ class Pipelines:
 def load_pipelines(args, log=print) -> Pipelines:
     """ghostrt's nets exactly as `ghostrt swap` makes them, and the reference on the same weight files."""
     from ghostrt.export.models import ensure_onnx
-    from ghostrt.runtime.detect import make_detector
-    from ghostrt.runtime.executors import make_executor
-    from ghostrt.runtime.pipeline import Nets
+    from ghostrt.runtime.nets.detect import make_detector
+    from ghostrt.runtime.backends.executors import make_executor
+    from ghostrt.runtime.swap.pipeline import Nets
     from ghostrt.weights.resolve import resolve_weights
 
     weights = resolve_weights(args.weights_dir, num_blocks=args.num_blocks, log=log)
@@ -173,8 +173,8 @@ def reference_step(reference, frames, sources, targets):
 def collect(pipes: Pipelines, source: np.ndarray, frames: list[np.ndarray], batches: list[int], frames_per_mode: int,
             warmup: int, log=print) -> list[dict]:
     """Time image mode and every batch size for ghostrt, and the reference beside it on the same frames."""
-    from ghostrt.runtime import bench
-    from ghostrt.runtime.pipeline import ImageSwapper
+    from ghostrt.bench import stage_bench as bench
+    from ghostrt.runtime.swap.pipeline import ImageSwapper
 
     swapper = ImageSwapper(pipes.nets)
     sources = swapper.embed_photos([(Path("grace_hopper.jpg"), source)], "--source")
@@ -198,7 +198,7 @@ def collect(pipes: Pipelines, source: np.ndarray, frames: list[np.ndarray], batc
             log(f"timing reference {mode:<6} batch {batch}: {iterations} iteration(s) + {warmup} warm-up")
             step = reference_step(pipes.reference, chunk, ref_sources, ref_targets)
             runs.append(bench.run_entry("reference", mode, batch, bench.time_runs(step, iterations, warmup)))
-    if importlib.util.find_spec("ghostrt.runtime.video_loop") is not None:
+    if importlib.util.find_spec("ghostrt.runtime.loops.video_loop") is not None:
         theirs = (ref_sources, ref_targets) if pipes.reference is not None else None
         runs += time_video_file(pipes, frames[:max(frames_per_mode, max(batches))], max(batches),
                                 (sources, targets), theirs, log)
@@ -209,8 +209,8 @@ def time_video_file(pipes: Pipelines, frames, batch: int, ours, theirs, log=prin
     """File mode: decode → swap → encode over a clip of the bench frames, once per pipeline."""
     import tempfile
 
-    from ghostrt.runtime import bench
-    from ghostrt.runtime.pipeline import StageTimer
+    from ghostrt.bench import stage_bench as bench
+    from ghostrt.runtime.swap.pipeline import StageTimer
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="ghostrt-bench-") as tmp:
@@ -231,10 +231,10 @@ def time_video_file(pipes: Pipelines, frames, batch: int, ours, theirs, log=prin
 
 
 def run_bench(args) -> int:
-    from ghostrt.runtime import bench
+    from ghostrt.bench import stage_bench as bench
 
     if args.memory is not None:
-        from ghostrt.runtime.memory_bench import run_from_args
+        from ghostrt.bench.memory_bench import run_from_args
         return run_from_args(args)
     check_options(args)
     batches = parse_batches(args.batch)
@@ -246,13 +246,13 @@ def run_bench(args) -> int:
         print(f"{STANDIN_BANNER} ({', '.join(pipes.weights['standin_models'])})")
     floor = None
     if not args.no_floor:     # first: after the reference, torch's idle OpenMP threads still spin for a while
-        from ghostrt.runtime.cpu_floor import floor_report
+        from ghostrt.bench.cpu_floor import floor_report
 
         print("measuring this CPU's multiply-add throughput for the per-face floor")
         floor = floor_report(args.engines_dir / "onnx", detector="detector" if pipes.detector_kind == "scrfd"
                              else "retinaface", threads=args.threads, seconds=3.0)
     runs = collect(pipes, source, frames, batches, args.frames, args.warmup)
-    from ghostrt.runtime.blas_threads import blas_threads
+    from ghostrt.runtime.backends.blas_threads import blas_threads
     config = {"backend": args.backend, "precision": args.precision, "batches": batches, "frames": args.frames,
               "warmup": args.warmup, "frame_size": list(frame_size), "detector": pipes.detector_kind,
               "weights": pipes.weights, "ghostrt_backends": pipes.backends,
@@ -260,8 +260,8 @@ def run_bench(args) -> int:
               "blas_threads": blas_threads(),
               "reference": None if pipes.reference is None else reference_config(pipes.reference),
               "inputs": "source grace_hopper.jpg (matplotlib), target skimage astronaut in each frame",
-              "video_file": "not timed: no ghostrt.runtime.video_loop" if importlib.util.find_spec(
-                  "ghostrt.runtime.video_loop") is None else "file mode: H.264 clip of the bench frames; ghostrt "
+              "video_file": "not timed: no ghostrt.runtime.loops.video_loop" if importlib.util.find_spec(
+                  "ghostrt.runtime.loops.video_loop") is None else "file mode: H.264 clip of the bench frames; ghostrt "
                   "video loop (PyAV, threads) vs the reference's cv2 read-all / mp4v write (its ffmpeg pass untimed)"}
     report = bench.build_report(runs, config, floor=floor)
     json_path, png_path = bench.output_paths(report, args.out_dir)

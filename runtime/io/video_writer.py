@@ -13,7 +13,7 @@ import numpy as np
 
 from ghostrt.atomic import atomic_path
 from ghostrt.errors import GhostError, file_error
-from ghostrt.runtime.video_io import (AUDIO_LEAD_SECONDS, BITS_PER_PIXEL, CRF_CODECS, LABEL_KEY, MOV_FAMILY,
+from ghostrt.runtime.io.video_io import (AUDIO_LEAD_SECONDS, BITS_PER_PIXEL, CRF_CODECS, LABEL_KEY, MOV_FAMILY,
                                       PASSTHROUGH_TYPES, UNTAGGED_MATRIX, StreamInfo, VideoProbe, bit_depth)
 
 

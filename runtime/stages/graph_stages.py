@@ -20,8 +20,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ghostrt.runtime import align, blend, graphs
-from ghostrt.runtime.executors import Choice, make_executor
+from ghostrt.runtime.stages import align, blend, graphs
+from ghostrt.runtime.backends.executors import Choice, make_executor
 
 GRAPH_PRECISION = "fp32"     # 8-bit in, 8-bit out, a few multiply-adds per pixel: nothing to gain below FP32
 # frame ← crop matrix fed for a face whose alignment matrix is not finite: every sample lands far outside the

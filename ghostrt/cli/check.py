@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from ghostrt.atomic import atomic_path
-from ghostrt.calibration.cli import DEFAULT_OUT as DEFAULT_CALIBRATION
+from ghostrt.cli.calibrate import DEFAULT_OUT as DEFAULT_CALIBRATION
 from ghostrt.errors import GhostError
 
 ALL_MODELS = ("generator", "arcface", "detector", "landmarks", "retinaface")
@@ -86,7 +86,7 @@ def machine_info() -> dict:
     import onnxruntime
     import polygraphy
 
-    from ghostrt.runtime import host
+    from ghostrt.runtime.backends import host
 
     return {"cpu": host.cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "polygraphy": polygraphy.__version__,
@@ -197,7 +197,7 @@ def openvino_numbers(model: str, precision: str, fp32: Path, onnx_path: Path, ga
     from ghostrt.export import fidelity, openvino_build
     from ghostrt.export.engine_build import recipe_from_row
     from ghostrt.export.models import is_standin
-    from ghostrt.runtime import openvino_backend as ovb
+    from ghostrt.runtime.backends import openvino_backend as ovb
 
     openvino_build.require_precision(precision)
     recipe = recipe_from_row(precision, variant_row) if variant_row is not None else \
@@ -212,7 +212,7 @@ def openvino_numbers(model: str, precision: str, fp32: Path, onnx_path: Path, ga
 def engine_numbers(model: str, precision: str, fp32: Path, args) -> dict | None:
     """Where a GPU and a built engine exist, the same comparison with the engine as the test runner, so the
     numbers cover what TensorRT did to the graph too. None (and nothing run) without a GPU."""
-    from ghostrt.runtime import engine_cache, trt_backend
+    from ghostrt.runtime.backends import engine_cache, trt_backend
 
     gpu, _ = trt_backend.probe_gpu()
     if gpu is None:
@@ -273,7 +273,7 @@ def make_variant(model: str, precision: str, fp32: Path, variant: Path, gate, we
 def _calibration(path, weights_dir, model: str, log) -> Path:
     path = Path(path)
     if not path.is_file():
-        from ghostrt.calibration.cli import build
+        from ghostrt.cli.calibrate import build
 
         log(f"calibration set {path} missing: building it from the packaged photos")
         build(path, weights_dir=weights_dir, embed=model == "generator")

@@ -22,7 +22,7 @@ import numpy as np
 from ghostrt.errors import GhostError, file_error
 # The executor's own names for the precisions, their compile hints (int8 comes from FakeQuantize, not from the
 # hint) and the CPU capability each needs: the probe compiles exactly as a blob is compiled.
-from ghostrt.runtime.openvino_backend import CAPABILITY, HINTS, PRECISIONS, probe_cpu
+from ghostrt.runtime.backends.openvino_backend import CAPABILITY, HINTS, PRECISIONS, probe_cpu
 
 # Ops whose MACs are counted, with the input index of their weight (B for the MatMul family).
 COUNTED_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1,

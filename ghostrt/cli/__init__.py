@@ -9,16 +9,16 @@ import sys
 from ghostrt.errors import GhostError
 
 COMMANDS = {
-    "weights": ("ghostrt.weights.cli", "write stand-in weights or fetch the official GHOST set"),
-    "export": ("ghostrt.export.cli", "export the four nets to ONNX with a parity check"),
-    "build": ("ghostrt.export.build_cli", "build TensorRT / TensorRT-RTX engines (cached per GPU)"),
-    "engines": ("ghostrt.runtime.engines_cli", "list built engines with their key fields and fidelity"),
-    "doctor": ("ghostrt.runtime.doctor", "report backends, GPUs, versions and execution providers"),
-    "calibrate": ("ghostrt.calibration.cli", "build an INT8 calibration set from real face crops"),
-    "check": ("ghostrt.export.check_cli", "measure FP16/INT8 fidelity against FP32 and apply the gate"),
-    "swap": ("ghostrt.runtime.cli", "swap faces in an image, a video or a webcam stream"),
-    "bench": ("ghostrt.export.bench_cli", "per-stage latency/throughput against the GHOST-style reference"),
-    "demo": ("ghostrt.demo", "the main job: stand-in or official weights → ONNX → swap a real photo"),
+    "weights": ("ghostrt.cli.weights", "write stand-in weights or fetch the official GHOST set"),
+    "export": ("ghostrt.cli.export", "export the four nets to ONNX with a parity check"),
+    "build": ("ghostrt.cli.build", "build TensorRT / TensorRT-RTX engines (cached per GPU)"),
+    "engines": ("ghostrt.cli.engines", "list built engines with their key fields and fidelity"),
+    "doctor": ("ghostrt.cli.doctor", "report backends, GPUs, versions and execution providers"),
+    "calibrate": ("ghostrt.cli.calibrate", "build an INT8 calibration set from real face crops"),
+    "check": ("ghostrt.cli.check", "measure FP16/INT8 fidelity against FP32 and apply the gate"),
+    "swap": ("ghostrt.cli.swap", "swap faces in an image, a video or a webcam stream"),
+    "bench": ("ghostrt.cli.bench", "per-stage latency/throughput against the GHOST-style reference"),
+    "demo": ("ghostrt.cli.demo", "the main job: stand-in or official weights → ONNX → swap a real photo"),
 }
 
 

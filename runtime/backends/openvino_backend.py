@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from ghostrt.errors import GhostError, file_error
-from ghostrt.runtime import engine_cache, host
+from ghostrt.runtime.backends import engine_cache, host
 
 BACKEND = "openvino"
 TITLE = "OpenVINO"

@@ -75,14 +75,15 @@ def _check_video_options(args) -> None:
 def _label_for(process) -> dict:
     label = getattr(process, "label", None)
     if label is None:
-        from ghostrt.runtime.provenance_label import make_label
+        from ghostrt.runtime.io.provenance_label import make_label
 
         label = make_label(1, bool(getattr(process, "standin_weights", False)), operation="video face swap")
     return label
 
 
 def run_video(args, make_process) -> int:
-    from ghostrt.runtime import video_io, video_loop, video_writer
+    from ghostrt.runtime.io import video_io, video_writer
+    from ghostrt.runtime.loops import video_loop
 
     _check_video_options(args)
     info = video_io.probe(args.target)                  # every file check before any net loads
@@ -98,12 +99,12 @@ def run_video(args, make_process) -> int:
 
 
 def run_webcam(args, make_process) -> int:
-    from ghostrt.runtime import webcam_loop
+    from ghostrt.runtime.loops import webcam_loop
 
     if args.frames is not None and args.frames < 1:
         raise GhostError(f"--frames {args.frames}: must be at least 1")
     if args.camera_file is not None:
-        from ghostrt.runtime import video_io
+        from ghostrt.runtime.io import video_io
 
         video_io.probe(args.camera_file)                # a bad file fails before any net loads
     if args.virtual_camera:

@@ -158,7 +158,7 @@ def source_photo() -> Path:
 
 def swap_command(clip: Path, output: Path, settings: SwapSettings, options: dict, leak: bool = False) -> list[str]:
     """The real CLI, as a user types it; `leak` runs it through this module's test-only hook instead."""
-    entry = ["-m", "ghostrt.runtime.memory_bench", PEAK_FLAG, str(output) + ".peak"] + ([LEAK_FLAG] if leak else [])
+    entry = ["-m", "ghostrt.bench.memory_bench", PEAK_FLAG, str(output) + ".peak"] + ([LEAK_FLAG] if leak else [])
     cmd = [sys.executable, *entry, "swap", "video", "--source", str(source_photo()), "--target", str(clip),
            "--output", str(output), "--batch", str(settings.batch), "--detect-every", str(settings.detect_every),
            "--codec", settings.codec, "--num-blocks", str(settings.num_blocks), "--no-progress"]
@@ -296,7 +296,7 @@ def run_memory_bench(durations: list[float], out_dir: Path, frame_size: tuple[in
                      log=print) -> tuple[dict, Path]:
     """Make each clip, swap it in its own child, and write bench/memory-<machine>-<date>.json (after every
     run, so a long run that fails or is stopped still leaves the shorter runs' numbers)."""
-    from ghostrt.runtime import bench
+    from ghostrt.bench import stage_bench as bench
 
     options = options or {}
     repo = Path(__file__).resolve().parents[1]
@@ -371,7 +371,7 @@ def run_from_args(args) -> int:
 
 def _leak_every_frame() -> None:
     """Make VideoSwapper keep a reference to every frame it is given: the leak the bench must catch."""
-    from ghostrt.runtime.video_swapper import VideoSwapper
+    from ghostrt.runtime.swap.video_swapper import VideoSwapper
 
     kept = []
     process = VideoSwapper.process_batch
@@ -384,13 +384,13 @@ def _leak_every_frame() -> None:
 
 
 if __name__ == "__main__":
-    # The child launcher: `python -m ghostrt.runtime.memory_bench --report-peak FILE [--leak-every-frame]
+    # The child launcher: `python -m ghostrt.bench.memory_bench --report-peak FILE [--leak-every-frame]
     # <ghostrt args>` runs the ghostrt CLI unchanged and writes its own VmHWM to FILE at exit.
     import atexit
 
     argv = sys.argv[1:]
     if argv[:1] != [PEAK_FLAG] or len(argv) < 2:
-        sys.exit(f"python -m ghostrt.runtime.memory_bench is bench's child launcher: {PEAK_FLAG} FILE "
+        sys.exit(f"python -m ghostrt.bench.memory_bench is bench's child launcher: {PEAK_FLAG} FILE "
                  f"[{LEAK_FLAG}] <ghostrt args>")
     atexit.register(_write_peak, argv[1])
     argv = argv[2:]

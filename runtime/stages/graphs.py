@@ -19,7 +19,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ghostrt.atomic import atomic_path
-from ghostrt.runtime import blend
+from ghostrt.runtime.stages import blend
 
 OPSET = 17
 CROP_SIZE = 224

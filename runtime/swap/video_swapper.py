@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import align, landmarks, mask, match
-from ghostrt.runtime import smoothing as keypoint_smoothing
-from ghostrt.runtime.executors import run_chunked
-from ghostrt.runtime.graph_stages import OpenCvStages
-from ghostrt.runtime.pipeline import Nets, StageTimer
+from ghostrt.runtime.stages import align, mask, match
+from ghostrt.runtime.nets import landmarks
+from ghostrt.runtime.stages import smoothing as keypoint_smoothing
+from ghostrt.runtime.backends.executors import run_chunked
+from ghostrt.runtime.stages.graph_stages import OpenCvStages
+from ghostrt.runtime.swap.pipeline import Nets, StageTimer
 from ghostrt.runtime.types import Face
 
 MIN_IOU = 0.3            # boxes overlapping this much in consecutive detections are the same face ...

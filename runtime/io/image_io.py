@@ -12,7 +12,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ghostrt.atomic import atomic_path
 from ghostrt.errors import file_error
-from ghostrt.runtime import provenance_label
+from ghostrt.runtime.io import provenance_label
 
 # 16384 × 16384: 805 MB as RGB uint8. Beyond that the swap would not fit a small machine anyway.
 MAX_PIXELS = 16384 * 16384

@@ -94,7 +94,7 @@ def _trt_choice(model_onnx: Path, backend_name: str, precision: str, engines_dir
     by engine_cache.validate_for_run against this GPU and backend version before it is loaded. An FP32 engine
     must also come from this very ONNX; FP16/INT8 engines are built from derived ONNX files whose hash the
     manifest holds, so for those the manifest's own checks are what we have."""
-    from ghostrt.runtime import engine_cache, trt_backend
+    from ghostrt.runtime.backends import engine_cache, trt_backend
 
     gpu, _why = trt_backend.probe_gpu()
     if gpu is None:
@@ -113,7 +113,7 @@ def _openvino_choice(model_onnx: Path, precision: str, engines_dir: Path, thread
     fp16, which CPUs do not run) and INT8 need a blob `ghostrt build --backend openvino` compiled and gated.
     strict (--backend openvino): a missing blob is an error; under auto it falls back to FP32 and says so. A
     blob that missed the gate falls back to FP32 either way: a pipeline of nets keeps the ones that passed."""
-    from ghostrt.runtime import openvino_backend as ovb
+    from ghostrt.runtime.backends import openvino_backend as ovb
 
     ov = ovb.load_openvino()
     cpu = ovb.probe_cpu(ov.Core())

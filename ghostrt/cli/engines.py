@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import engine_cache
-from ghostrt.runtime.engine_cache import DEFAULT_ENGINES_DIR, list_manifests
+from ghostrt.runtime.backends import engine_cache
+from ghostrt.runtime.backends.engine_cache import DEFAULT_ENGINES_DIR, list_manifests
 
 COLUMNS = ("engine", "model", "prec", "backend", "target", "batch", "MB", "build s", "created", "fidelity")
 
@@ -49,12 +49,12 @@ class _Machine:
 
     def validate(self, m: dict) -> None:
         if m["backend"] == "openvino":
-            from ghostrt.runtime import openvino_backend as ovb
+            from ghostrt.runtime.backends import openvino_backend as ovb
 
             cpu, version = self._probe("openvino", lambda: (ovb.probe_cpu(), ovb.version()))
             ovb.validate_for_run(m, cpu, version)
         else:
-            from ghostrt.runtime import trt_backend
+            from ghostrt.runtime.backends import trt_backend
 
             gpu, _why = self._probe("gpu", trt_backend.probe_gpu)
             backend = self._probe(m["backend"], lambda: trt_backend.load_backend(m["backend"]))

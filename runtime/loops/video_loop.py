@@ -19,7 +19,7 @@ import threading
 import time
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime import video_io, video_writer
+from ghostrt.runtime.io import video_io, video_writer
 
 QUEUE_BATCHES = 2              # batches each queue may hold
 PROGRESS_TTY_SECONDS = 0.5     # progress line refresh on a terminal

@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
-from ghostrt.runtime import retinaface_model
-from ghostrt.runtime.retinaface_model import write_retinaface_onnx  # noqa: F401  (re-exported for the export side)
+from ghostrt.runtime.nets import retinaface_model
+from ghostrt.runtime.nets.retinaface_model import write_retinaface_onnx  # noqa: F401  (re-exported for the export side)
 from ghostrt.runtime.types import Executor, Face
 
 SIZE = 640

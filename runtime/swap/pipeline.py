@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ghostrt.errors import GhostError, file_error
-from ghostrt.runtime import align, blend, landmarks, mask, match
-from ghostrt.runtime.blas_threads import keep_blas_single_threaded
-from ghostrt.runtime.graph_stages import OpenCvStages
+from ghostrt.runtime.stages import align, blend, mask, match
+from ghostrt.runtime.nets import landmarks
+from ghostrt.runtime.backends.blas_threads import keep_blas_single_threaded
+from ghostrt.runtime.stages.graph_stages import OpenCvStages
 from ghostrt.runtime.types import Executor, Face
 
 CROP = 224
@@ -50,7 +51,7 @@ class StageTimer:
 class Nets:
     """One executor per net, plus the detector object built on its own executor."""
 
-    detector: object            # ghostrt.runtime.detect detector: detect(frames) -> list[list[Face]]
+    detector: object            # ghostrt.runtime.nets.detect detector: detect(frames) -> list[list[Face]]
     arcface: Executor
     generator: Executor
     landmarks: Executor

@@ -133,7 +133,7 @@ def measure_choices(onnx_paths: Mapping[str, str | Path], batches: Sequence[int]
     """The record for bench/cpu-choices-<date>.json: per model, per batch, per config, ms per face.
 
     Compiles FP32 from the ONNX in memory (nothing is written to engines/)."""
-    from ghostrt.runtime import openvino_backend as ovb
+    from ghostrt.runtime.backends import openvino_backend as ovb
 
     ov = ovb.load_openvino()
     core = ov.Core()
@@ -143,7 +143,7 @@ def measure_choices(onnx_paths: Mapping[str, str | Path], batches: Sequence[int]
         raise GhostError(f"batches {list(batches)}: need at least one batch of 1 or more")
     models = {name: measure_model(core, path, batches, configs, rounds, warmup, seed, log)
               for name, path in onnx_paths.items()}
-    return {"schema": 1, "tool": "ghostrt.runtime.cpu_choices",
+    return {"schema": 1, "tool": "ghostrt.bench.cpu_choices",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": {"cpu": cpu.name, "isa": list(cpu.isa), "openvino": ov.get_version()},
             "method": f"{rounds} interleaved rounds (random order per round) after {warmup} warm-up call(s); "

@@ -8,7 +8,7 @@ import sys
 
 import ghostrt
 from ghostrt.errors import GhostError
-from ghostrt.runtime import host, openvino_backend, trt_backend
+from ghostrt.runtime.backends import host, openvino_backend, trt_backend
 
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
 
