@@ -313,3 +313,31 @@ def test_engines_lists_blobs_with_their_cpu_and_checks_them(engines, tmp_path, c
     assert main(["engines", "--engines-dir", str(folder), "--json", "--check"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert sorted(m["runs_here"] == "yes" for m in listed) == [False, True, True, True, True]
+
+
+# ------------------------------------------------------------------------------ import keeps the precision
+
+def test_a_cached_blob_is_imported_with_its_compile_hints(engines, monkeypatch):
+    """import_model does not restore the compile-time hints: on an AMX CPU an fp32 blob imported without
+    INFERENCE_PRECISION_HINT runs bf16. Machine-independent: the config handed to import_model is recorded."""
+    real = ovb.load_openvino()
+    seen = []
+
+    class SpyCore(real.Core):
+        def import_model(self, blob, device, config=None):
+            seen.append(dict(config or {}))
+            return super().import_model(blob, device, config or {})
+
+    monkeypatch.setattr(ovb, "load_openvino", lambda: type("OV", (), {"Core": SpyCore,
+                                                                      "get_version": real.get_version}))
+    manifest = manifest_of(engines, "arcface")
+    ovb.OpenVinoExecutor(engine_cache.engine_file(manifest), threads=1)
+    assert seen == [{**ovb.compile_config("fp32", 1)}]
+    assert seen[0]["INFERENCE_PRECISION_HINT"] == "f32" and seen[0]["PERFORMANCE_HINT"] == "LATENCY"
+
+
+def test_an_import_that_runs_other_kernels_than_were_compiled_is_refused(engines, tmp_path):
+    """The manifest's runtime precisions (counted at compile time) must be what the imported model runs."""
+    manifest = copied_blob(engines, tmp_path, runtime_precisions={"bf16": 7})
+    with pytest.raises(GhostError, match=r"imported with kernels in .*compiled in bf16 \(7\)"):
+        ovb.OpenVinoExecutor(engine_cache.engine_file(manifest))
