@@ -32,9 +32,11 @@ def add_video_parser(swap_subparsers, make_process, add_common=None):
     (add_common or _add_sources)(p)
     p.add_argument("--target", type=Path, required=True, help="the video whose face(s) to replace")
     p.add_argument("--output", type=Path, required=True,
-                   help=".mp4/.mov (audio; subtitles only as mov_text) or .mkv (keeps every stream)")
+                   help=".mp4/.mov (audio; subtitles only as mov_text), .mkv (keeps every stream) or .webm (VP9 + Opus)")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"frames per batch (default {DEFAULT_BATCH})")
-    p.add_argument("--codec", default="libx264", help="video encoder (default libx264; also mpeg4, libx265 if built)")
+    p.add_argument("--codec", default=None,
+                   help="video encoder (default: what the extension implies: libvpx-vp9 for .webm, else libx264; "
+                        "also mpeg4, libx265 if built)")
     p.add_argument("--crf", type=int, default=DEFAULT_CRF,
                    help=f"x264/x265 quality, 0 = lossless … 51 (default {DEFAULT_CRF}: visually lossless)")
     p.add_argument("--detect-every", type=int, default=1,

@@ -31,6 +31,17 @@ class OutputPlan:
     dropped: list[StreamInfo]
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    transcoded: dict[int, str] = field(default_factory=dict)   # audio stream index -> encoder (container's own)
+
+
+# The encoders an extension implies when no --codec is given: what every player expects in that container.
+DEFAULT_VIDEO_CODEC = {".webm": "libvpx-vp9"}          # everything else: libx264
+CONTAINER_AUDIO_CODEC = {"webm": "libopus", "matroska,webm": "libopus"}   # audio a container cannot hold, else aac
+
+
+def default_codec(output) -> str:
+    """The video encoder the output's extension implies: VP9 for .webm, H.264 for .mp4/.mov/.mkv."""
+    return DEFAULT_VIDEO_CODEC.get(Path(output).suffix.lower(), "libx264")
 
 
 def _output_format(output: Path):
@@ -73,9 +84,12 @@ def _choose_pix_fmt(info: VideoProbe, codec: str, output: Path) -> tuple[str, li
     return wanted, notes
 
 
-def plan_output(output, info: VideoProbe, codec: str = "libx264") -> OutputPlan:
-    """Check the output name, codec and container against the input's streams; raise before any work."""
+def plan_output(output, info: VideoProbe, codec: str | None = None) -> OutputPlan:
+    """Check the output name, codec and container against the input's streams; raise before any work.
+    `codec` None: the one the extension implies (default_codec); audio the container cannot hold is
+    re-encoded to the container's own (Opus for .webm, AAC for .mp4/.mov), never silently dropped."""
     output = Path(output)
+    codec = codec or default_codec(output)
     if output.resolve() == info.path.resolve():
         raise file_error(output, "output would overwrite the input video")
     if output.is_dir():
@@ -93,20 +107,26 @@ def plan_output(output, info: VideoProbe, codec: str = "libx264") -> OutputPlan:
     if out_codec_name not in supported and codec not in supported:
         raise file_error(output, f"a {fmt} file cannot hold {codec} video; choose another --codec or extension")
     pix_fmt, notes = _choose_pix_fmt(info, codec, output)
-    keep, dropped, warnings = [], [], []
+    keep, dropped, warnings, transcoded = [], [], [], {}
     for s in info.streams:
         if s.type not in PASSTHROUGH_TYPES:
             continue
         if s.codec in supported or (s.type == "attachment" and fmt == "matroska"):
             keep.append(s)
         elif s.type == "audio":
-            raise file_error(output, f"a {fmt} file cannot hold the input's {s.codec} audio (stream {s.index}); "
-                                     "use .mkv, which holds any audio")
+            audio_codec = CONTAINER_AUDIO_CODEC.get(fmt, "aac")
+            if audio_codec not in supported and av.codec.Codec(audio_codec, "w").name not in supported:
+                raise file_error(output, f"a {fmt} file cannot hold the input's {s.codec} audio (stream "
+                                         f"{s.index}); use .mkv, which holds any audio")
+            keep.append(s)
+            transcoded[s.index] = audio_codec
+            notes.append(f"audio stream {s.index} ({s.codec}) re-encoded to {audio_codec}: a {fmt} file cannot "
+                         f"hold {s.codec}")
         else:
             dropped.append(s)
             warnings.append(f"{s.type} stream {s.index} ({s.codec}) dropped: a {fmt} file cannot hold it "
                             "(use .mkv to keep it)")
-    return OutputPlan(output, fmt, codec, pix_fmt, keep, dropped, notes, warnings)
+    return OutputPlan(output, fmt, codec, pix_fmt, keep, dropped, notes, warnings, transcoded)
 
 
 # ------------------------------------------------------------------------------------------------- writing
@@ -135,12 +155,17 @@ class VideoWriter:
     Use as a context manager: the file appears (renamed from a temporary name) only when the block ends
     without an exception; an exception or KeyboardInterrupt leaves nothing behind."""
 
-    def __init__(self, output, template: VideoProbe, codec: str = "libx264", crf: int | None = 18,
-                 label: dict | None = None, plan: OutputPlan | None = None):
+    def __init__(self, output, template: VideoProbe, codec: str | None = None, crf: int | None = 18,
+                 label: dict | None = None, plan: OutputPlan | None = None, encoder_options: dict | None = None,
+                 on_packet=None):
+        """`encoder_options`: extra encoder settings (segment renders fix x264's so segments stitch);
+        `on_packet(packet)`: sees each encoded video packet before it is muxed (a segment worker keeps them)."""
         self.template = template
         self.plan = plan or plan_output(output, template, codec)
         self.crf = crf
         self.label = label
+        self.encoder_options = dict(encoder_options or {})
+        self.on_packet = on_packet
         self.frames_written = 0
         self._atomic = None
         self._out = self._src = None
@@ -182,7 +207,8 @@ class VideoWriter:
         if self.label is not None:
             self._out.metadata.update(label_metadata(self.label))
         uses_crf = self.crf is not None and plan.codec in CRF_CODECS
-        video = self._out.add_stream(plan.codec, rate=t.fps, options={"crf": str(self.crf)} if uses_crf else {})
+        options = {"crf": str(self.crf)} if uses_crf else {}
+        video = self._out.add_stream(plan.codec, rate=t.fps, options={**options, **self.encoder_options})
         if not uses_crf:      # FFmpeg's default for such codecs is 200 kbit/s whatever the size: far too low
             video.bit_rate = int(BITS_PER_PIXEL * t.width * t.height * float(t.fps))
         video.width, video.height = t.width, t.height
@@ -203,7 +229,10 @@ class VideoWriter:
         if self._src is not None:
             remuxed = [self._src.streams[s.index] for s in plan.passthrough if s.type != "attachment"]
             for src in remuxed:
-                self._copied[src.index] = self._out.add_stream_from_template(src, opaque=True)
+                if src.index in plan.transcoded:
+                    self._copied[src.index] = self._add_transcoded(src, plan.transcoded[src.index])
+                else:
+                    self._copied[src.index] = self._out.add_stream_from_template(src, opaque=True)
             for s in plan.passthrough:
                 if s.type == "attachment":      # fonts for styled subtitles and the like: no packets, just data
                     src = self._src.streams[s.index]
@@ -213,10 +242,22 @@ class VideoWriter:
             self._pending = None
         self._k_back = (-(t.rotation // 90)) % 4
 
+    def _add_transcoded(self, src, codec: str):
+        """An audio stream re-encoded to the container's own codec (the rate Opus takes nearest the input's)."""
+        rate = src.codec_context.sample_rate or 48000
+        if codec == "libopus":
+            rate = min((48000, 24000, 16000, 12000, 8000), key=lambda r: (r < rate, abs(r - rate)))
+        stream = self._out.add_stream(codec, rate=rate)
+        stream.layout = src.codec_context.layout.name if src.codec_context.layout else "stereo"
+        return stream
+
     def _finish(self) -> None:
         for packet in self._video.encode(None):
             self._mux_video(packet)
         self._mux_passthrough_until(None)
+        for index in self.plan.transcoded:       # the audio encoders' last packets
+            if index in self._copied:
+                self._out.mux(self._copied[index].encode(None))
         self._close()
 
     def _close(self) -> None:
@@ -253,7 +294,15 @@ class VideoWriter:
             self._mux_video(packet)
         self.frames_written += 1
 
+    def write_packet(self, packet) -> None:
+        """One video packet encoded elsewhere with the same settings (a stitched segment), muxed in order."""
+        packet.stream = self._video
+        self._mux_video(packet)
+        self.frames_written += 1
+
     def _mux_video(self, packet) -> None:
+        if self.on_packet is not None:
+            self.on_packet(packet)
         if packet.dts is not None and packet.time_base is not None:
             self._mux_passthrough_until(float(packet.dts * packet.time_base) + AUDIO_LEAD_SECONDS)
         self._out.mux(packet)
@@ -274,6 +323,13 @@ class VideoWriter:
             stamp = packet.dts if packet.dts is not None else packet.pts
             if seconds is not None and float(stamp * packet.time_base) > seconds:
                 return
-            packet.stream = self._copied[packet.stream.index]
-            self._out.mux(packet)
+            index = packet.stream.index
+            if index in self.plan.transcoded:
+                out = self._copied[index]
+                for frame in packet.decode():
+                    frame.pts = None          # the encoder times the re-cut frames itself
+                    self._out.mux(out.encode(frame))
+            else:
+                packet.stream = self._copied[index]
+                self._out.mux(packet)
             self._pending = None
