@@ -141,13 +141,17 @@ def check_output_path(path, what: str = "output") -> str:
 
 
 def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, label: dict | None = None,
-                icc_profile: bytes | None = None) -> list[str]:
-    """Write atomically in the format the extension names, with the provenance label; returns notes."""
+                icc_profile: bytes | None = None, provenance=None) -> list[str]:
+    """Write atomically in the format the extension names, with the provenance label; returns notes.
+    `provenance` (runtime.io.provenance.Provenance): watermark the pixels and sign a C2PA manifest into the
+    temporary file before the rename, so the file never appears unsigned."""
     path = Path(path)
     fmt = check_output_path(path)
     notes = []
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"write_image wants RGB uint8 H×W×3, got {rgb.dtype} {rgb.shape}")
+    if provenance is not None:
+        rgb = provenance.mark_frame(rgb, altered=bool((label or {}).get("altered", True)))
     image = Image.fromarray(rgb, "RGB")
     if alpha is not None:
         if fmt == "JPEG":
@@ -166,4 +170,6 @@ def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, label: d
             image.save(tmp, format=fmt, **options)
         except OSError as err:
             raise file_error(path, f"cannot write image ({err})") from err
+        if provenance is not None:
+            provenance.sign(tmp, label, final_name=path)
     return notes
