@@ -20,7 +20,9 @@ import numpy as np
 
 from ghostrt.atomic import atomic_path
 from ghostrt.runtime.backends import host
-from ghostrt.runtime.swap.pipeline import ImageSwapper, Nets, StageTimer
+from ghostrt.runtime.swap.image_swapper import ImageSwapper
+from ghostrt.runtime.swap.core import Nets
+from ghostrt.runtime.swap.timer import StageTimer
 
 STAGES = ("decode", "detect", "align", "embed", "match", "swap", "landmarks", "mask", "blend", "encode")
 MODES = ("image", "webcam", "video", "file")

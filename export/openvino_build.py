@@ -51,7 +51,7 @@ def require_precision(precision: str):
 
 def run_blob(blob: Path, inputs: dict) -> dict[str, np.ndarray]:
     """All outputs of the compiled blob for batch-first `inputs`, CHUNK at a time."""
-    from ghostrt.runtime.backends.executors import run_chunked
+    from ghostrt.runtime.backends.batching import run_chunked
     from ghostrt.runtime.backends.openvino_backend import OpenVinoExecutor
 
     return {name: np.asarray(value, np.float32)

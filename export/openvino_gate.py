@@ -57,7 +57,7 @@ class OpenVinoReference:
         """All outputs of `test_onnx` (a path or serialized bytes) compiled for this CPU as compile_blob does."""
         from ghostrt.export.openvino_build import CHUNK     # the batch the blob itself is measured with
         from ghostrt.runtime.backends import openvino_backend as ovb
-        from ghostrt.runtime.backends.executors import run_chunked
+        from ghostrt.runtime.backends.batching import run_chunked
 
         label = "(in-memory ONNX)" if isinstance(test_onnx, bytes) else str(test_onnx)
         try:

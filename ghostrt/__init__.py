@@ -6,3 +6,11 @@ ghostrt.runtime (runtime/, never imports torch), ghostrt.weights (weights/), gho
 """
 
 __version__ = "0.1.0"
+
+
+def verify(path):
+    """ghostrt's provenance report for one image or video file (runtime.io.verify.VerifyReport: .intact,
+    .found, .c2pa, .label, .watermark, .lines()); a GhostError when it is no readable image or video."""
+    from ghostrt.runtime.io.verify import verify as _verify
+
+    return _verify(path)

@@ -28,7 +28,8 @@ from ghostrt.export.reference_pipeline import OrtSession, ReferenceNets, Referen
 from ghostrt.runtime.stages import align
 from ghostrt.runtime.nets.detect import make_detector, write_retinaface_onnx
 from ghostrt.runtime.backends.executors import OrtExecutor
-from ghostrt.runtime.swap.pipeline import ImageSwapper, Nets
+from ghostrt.runtime.swap.image_swapper import ImageSwapper
+from ghostrt.runtime.swap.core import Nets
 from ghostrt.weights.resolve import official_candidates, resolve_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,7 +234,7 @@ def test_bad_options_are_one_line_errors(argv, tmp_path):
 
 def test_bench_help_does_not_import_torch():
     """Only the reference needs torch: `--skip-reference` must work where torch is not installed."""
-    code = ("import sys, argparse\nfrom ghostrt.export import bench_cli\n"
+    code = ("import sys, argparse\nfrom ghostrt.cli import bench as bench_cli\n"
             "p = argparse.ArgumentParser(prog='ghostrt')\nbench_cli.register(p.add_subparsers())\n"
             "try:\n    p.parse_args(['bench', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('TORCH' if 'torch' in sys.modules else 'CLEAN')")

@@ -4,7 +4,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from ghostrt.runtime.backends.blas_threads import blas_threads
-from ghostrt.runtime.swap.pipeline import Nets
+from ghostrt.runtime.swap.core import Nets
 
 
 def _numpy_blas_threads() -> int:

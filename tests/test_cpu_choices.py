@@ -9,7 +9,7 @@ import pytest
 
 from ghostrt.errors import GhostError
 from ghostrt.bench import cpu_choices
-from ghostrt.runtime.swap.pipeline import Nets
+from ghostrt.runtime.swap.core import Nets
 from ghostrt.runtime.swap.video_swapper import VideoSwapper
 from test_swap_image import onnx_files, executors  # noqa: F401  (fixtures)
 from test_video_swapper import BASE_KPS, ScriptedDetector, numbered_frames

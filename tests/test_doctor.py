@@ -59,7 +59,8 @@ def test_doctor_says_what_the_cpu_runs(monkeypatch):
 
 def test_engine_side_modules_never_import_torch():
     code = ("import sys\n"
-            "from ghostrt.runtime import trt_backend, engine_cache, engines_cli, doctor, openvino_backend\n"
+            "from ghostrt.runtime.backends import trt_backend, engine_cache, openvino_backend\n"
+            "from ghostrt.cli import engines as engines_cli, doctor\n"
             "doctor.report(); trt_backend.load_backend('auto')\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -28,7 +28,8 @@ from ghostrt.cli import swap as swap_cli
 from ghostrt.runtime.nets.detect import make_detector, write_retinaface_onnx
 from ghostrt.runtime.backends.executors import OrtExecutor
 from ghostrt.runtime.io.image_io import read_image
-from ghostrt.runtime.swap.pipeline import ImageSwapper, Nets
+from ghostrt.runtime.swap.image_swapper import ImageSwapper
+from ghostrt.runtime.swap.core import Nets
 from ghostrt.runtime.io.provenance_label import read_label
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +219,7 @@ def test_source_photos_are_averaged_into_one_identity(executors, astronaut, grac
     sources = swapper.embed_photos([(GRACE, grace), (Path("astronaut.png"), astronaut)], "--source")
     assert sources.shape == (2, 512)
     swapper.swap(astronaut, sources)
-    fed = swapper.nets.generator.feeds[-1]["source_embedding"]
+    fed = swapper.nets.generator.executor.feeds[-1]["source_embedding"]
     assert fed.shape == (1, 512)
     assert not np.allclose(fed[0], sources[0]) and not np.allclose(fed[0], sources[1])
 
@@ -228,8 +229,8 @@ def test_faces_all_swaps_both_faces_of_the_composite(executors, composite, grace
     swapper = make_swapper(executors, faces="all")
     result = swapper.swap(frame, swapper.embed_photos([(GRACE, grace)], "--source"))
     assert len(result.faces) == 2 and len(result.swapped) == 2
-    assert len(swapper.nets.generator.feeds) == 1                      # one generator batch for both
-    assert swapper.nets.generator.feeds[0]["target"].shape[0] == 2
+    assert len(swapper.nets.generator.executor.feeds) == 1                      # one generator batch for both
+    assert swapper.nets.generator.executor.feeds[0]["target"].shape[0] == 2
     keep = outside_regions(frame.shape, result.swapped)
     np.testing.assert_array_equal(result.frame[keep], frame[keep])
 
@@ -262,7 +263,7 @@ def test_source_i_goes_to_target_i(executors, composite, grace, astronaut):
     targets = swapper.embed_photos([(Path("astronaut.png"), astronaut), (GRACE, grace)], "--target-face")
     result = swapper.swap(frame, sources, targets)
     assert sorted(s.target_index for s in result.swapped) == [0, 1]
-    fed = swapper.nets.generator.feeds[-1]["source_embedding"]
+    fed = swapper.nets.generator.executor.feeds[-1]["source_embedding"]
     for row, face in zip(fed, result.swapped):
         np.testing.assert_allclose(row, sources[face.target_index], rtol=1e-6)
         # target 0 is the astronaut (left half), target 1 Grace (right half)
@@ -276,7 +277,7 @@ def test_no_face_matching_the_target_face_leaves_the_frame_unchanged(executors, 
     result = swapper.swap(grace, sources, targets)          # only Grace in the frame: nobody matches
     assert len(result.faces) == 1 and result.swapped == []
     np.testing.assert_array_equal(result.frame, grace)
-    assert any("matched" in w for w in result.warnings) and swapper.nets.generator.feeds == []
+    assert any("matched" in w for w in result.warnings) and swapper.nets.generator.executor.feeds == []
 
 
 def test_face_free_image_is_returned_unchanged_with_a_warning(executors, grace):
@@ -286,7 +287,7 @@ def test_face_free_image_is_returned_unchanged_with_a_warning(executors, grace):
     assert result.faces == [] and result.swapped == []
     np.testing.assert_array_equal(result.frame, coffee)
     assert any("no face" in w for w in result.warnings)
-    assert swapper.nets.generator.feeds == []
+    assert swapper.nets.generator.executor.feeds == []
 
 
 def test_source_without_a_face_names_the_file(executors):

@@ -39,7 +39,7 @@ if mode == "identity":
 else:
     from ghostrt.runtime.nets.detect import make_detector
     from ghostrt.runtime.backends.executors import OrtExecutor
-    from ghostrt.runtime.swap.pipeline import Nets
+    from ghostrt.runtime.swap.core import Nets
     from ghostrt.runtime.swap.video_swapper import VideoSwapper
     d = Path(onnx_dir)
     nets = Nets(detector=make_detector("retinaface", OrtExecutor(d / "detector.onnx")),

@@ -9,6 +9,7 @@ import pytest
 
 from ghostrt.runtime.swap import video_swapper
 from ghostrt.runtime.loops.video_loop import swap_video
+from ghostrt.runtime.nets.generator import Generator
 from ghostrt.runtime.swap.video_swapper import VideoSwapper
 from test_swap_image import onnx_files, executors  # noqa: F401  (fixtures)
 from test_video_io import decode_all, make_clip
@@ -97,7 +98,7 @@ def test_an_error_in_the_worker_surfaces_as_itself(executors):
 
 def test_an_error_in_the_back_half_waits_for_the_worker_and_surfaces(executors):
     swapper = scripted_swapper(executors, {i: [BASE_KPS] for i in range(12)}, batch=3, overlap=True)
-    inner, error = swapper.nets.generator, RuntimeError("generator failed")
+    inner, error = swapper.nets.generator.executor, RuntimeError("generator failed")
 
     class FailingGenerator:
         input_names, output_names = inner.input_names, inner.output_names
@@ -105,7 +106,7 @@ def test_an_error_in_the_back_half_waits_for_the_worker_and_surfaces(executors):
         def run(self, feeds):
             raise error
 
-    swapper.nets.generator = FailingGenerator()
+    swapper.nets.generator = Generator(FailingGenerator())
     result = run_in_thread(lambda: run_stream(swapper, numbered_frames(12), 3))
     assert result.get("error") is error
     assert swapper.frames_seen == 6               # the front half of the batch in flight finished, no further

@@ -7,7 +7,7 @@ import pytest
 from ghostrt.cli import main
 from ghostrt.cli import swap as swap_cli
 from ghostrt.runtime.stages.graph_stages import GraphStages
-from ghostrt.runtime.swap.pipeline import ImageSwapper
+from ghostrt.runtime.swap.image_swapper import ImageSwapper
 from ghostrt.runtime.swap.video_swapper import VideoSwapper
 from ghostrt.runtime.io.video_writer import read_video_label
 from test_swap_image import GRACE, onnx_files, executors  # noqa: F401  (fixtures)
@@ -62,5 +62,5 @@ def test_swap_video_options_run_end_to_end(tmp_path, capsys, monkeypatch, onnx_f
     assert len(decode_all(out)) == 7 and read_video_label(out)["altered"] is True
     (swapper,) = made
     assert swapper.overlap is ("--overlap" in options)
-    assert type(swapper.stages).__name__ == ("GraphStages" if "--graph-stages" in options else "OpenCvStages")
+    assert type(swapper.nets.stages).__name__ == ("GraphStages" if "--graph-stages" in options else "OpenCvStages")
     assert swapper.frames_swapped == 7

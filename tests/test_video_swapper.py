@@ -21,12 +21,16 @@ from ghostrt.runtime.stages import smoothing
 from ghostrt.cli import swap as swap_cli
 from ghostrt.runtime.nets.detect import make_detector
 from ghostrt.runtime.io.image_io import read_image
-from ghostrt.runtime.swap.pipeline import ImageSwapper, Nets
+from ghostrt.runtime.swap.image_swapper import ImageSwapper
+from ghostrt.runtime.swap.core import Nets
 from ghostrt.runtime.io.provenance_label import make_label
 from ghostrt.runtime.types import Face
 from ghostrt.runtime.io.video_writer import read_video_label
 from ghostrt.runtime.loops.video_loop import swap_video
-from ghostrt.runtime.swap.video_swapper import FaceTracker, VideoSwapper, run_chunked
+from ghostrt.runtime.backends.batching import run_chunked
+from ghostrt.runtime.nets.landmarks import LandmarkNet
+from ghostrt.runtime.stages.tracking import FaceTracker
+from ghostrt.runtime.swap.video_swapper import VideoSwapper
 from test_swap_image import GRACE, Recording, onnx_files, executors  # noqa: F401  (fixtures)
 from test_video_io import decode_all, make_clip
 
@@ -277,7 +281,7 @@ def test_mask_params_are_chosen_once_per_run(overlap, executors):
     script = {i: [k] for i, k in enumerate(track) if k is not None}
     swapper = scripted_swapper(executors, script, overlap=overlap, batch=5)
     landmark_faces = []
-    inner = swapper.nets.landmarks
+    inner = swapper.nets.landmarks.executor
 
     class Counting:
         input_names, output_names = inner.input_names, inner.output_names
@@ -286,7 +290,7 @@ def test_mask_params_are_chosen_once_per_run(overlap, executors):
             landmark_faces.append(len(feeds["face"]))
             return inner.run(feeds)
 
-    swapper.nets.landmarks = Counting()
+    swapper.nets.landmarks = LandmarkNet(Counting())
     run_stream(swapper, numbered_frames(24), 5)
     # 23 swapped faces, plus one target crop per run (runs: 0-8, 10-14, 15-23) for choosing the params
     assert sum(landmark_faces) == 23 + 3
@@ -323,8 +327,8 @@ def test_batched_equals_per_frame_when_smoothing_is_off(overlap, executors, two_
     for a, b in zip(out, reference):
         np.testing.assert_array_equal(a, b)
     assert video.faces_swapped == 14                     # 2 faces × 7 frames
-    assert len(video.nets.generator.feeds) == 3          # one generator call per batch, all faces together
-    assert video.nets.generator.feeds[0]["target"].shape[0] == 6
+    assert len(video.nets.generator.executor.feeds) == 3          # one generator call per batch, all faces together
+    assert video.nets.generator.executor.feeds[0]["target"].shape[0] == 6
 
 
 def test_targets_keep_their_sources_across_face_free_frames(overlap, executors, two_faces, grace, aligned_kps):
@@ -341,10 +345,10 @@ def test_targets_keep_their_sources_across_face_free_frames(overlap, executors, 
                                               "--target-face")
     sources = np.stack([np.full(512, 1.0, np.float32), np.full(512, 2.0, np.float32)])
     for batch in (1, 3):
-        nets.generator.feeds.clear()
+        nets.generator.executor.feeds.clear()
         aligned_kps.clear()
         out = run_stream(VideoSwapper(nets, sources, targets, batch=batch, overlap=overlap), frames, batch)
-        identities = np.concatenate([f["source_embedding"] for f in nets.generator.feeds])
+        identities = np.concatenate([f["source_embedding"] for f in nets.generator.executor.feeds])
         assert len(aligned_kps) == len(identities) == 2 + 1 + 2 + 1 + 1 + 2
         on_grace = [kps[:, 0].mean() >= split for kps in aligned_kps]
         assert sum(on_grace) == 5                      # 3 two-face frames + 2 Grace-only frames

@@ -18,6 +18,7 @@ COMMANDS = {
     "check": ("ghostrt.cli.check", "measure FP16/INT8 fidelity against FP32 and apply the gate"),
     "swap": ("ghostrt.cli.swap", "swap faces in an image, a video or a webcam stream"),
     "bench": ("ghostrt.cli.bench", "per-stage latency/throughput against the GHOST-style reference"),
+    "verify": ("ghostrt.cli.verify", "check files for ghostrt's C2PA manifest, label and invisible watermark"),
     "demo": ("ghostrt.cli.demo", "the main job: stand-in or official weights → ONNX → swap a real photo"),
 }
 

@@ -116,7 +116,7 @@ def bench_inputs(frame_size: tuple[int, int], count: int) -> tuple[np.ndarray, l
 
 @dataclass
 class Pipelines:
-    nets: object                 # ghostrt.runtime.swap.pipeline.Nets
+    nets: object                 # ghostrt.runtime.swap.image_swapper.Nets
     backends: dict               # model -> what ran it (executor choice reason)
     executors: dict              # model -> "<backend> <precision>" that really ran
     reference: object | None     # ghostrt.export.reference_pipeline.ReferencePipeline
@@ -129,7 +129,7 @@ def load_pipelines(args, log=print) -> Pipelines:
     from ghostrt.export.models import ensure_onnx
     from ghostrt.runtime.nets.detect import make_detector
     from ghostrt.runtime.backends.executors import make_executor
-    from ghostrt.runtime.swap.pipeline import Nets
+    from ghostrt.runtime.swap.core import Nets
     from ghostrt.weights.resolve import resolve_weights
 
     weights = resolve_weights(args.weights_dir, num_blocks=args.num_blocks, log=log)
@@ -174,7 +174,7 @@ def collect(pipes: Pipelines, source: np.ndarray, frames: list[np.ndarray], batc
             warmup: int, log=print) -> list[dict]:
     """Time image mode and every batch size for ghostrt, and the reference beside it on the same frames."""
     from ghostrt.bench import stage_bench as bench
-    from ghostrt.runtime.swap.pipeline import ImageSwapper
+    from ghostrt.runtime.swap.image_swapper import ImageSwapper
 
     swapper = ImageSwapper(pipes.nets)
     sources = swapper.embed_photos([(Path("grace_hopper.jpg"), source)], "--source")
@@ -210,7 +210,7 @@ def time_video_file(pipes: Pipelines, frames, batch: int, ours, theirs, log=prin
     import tempfile
 
     from ghostrt.bench import stage_bench as bench
-    from ghostrt.runtime.swap.pipeline import StageTimer
+    from ghostrt.runtime.swap.timer import StageTimer
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="ghostrt-bench-") as tmp:

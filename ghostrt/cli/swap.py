@@ -105,7 +105,7 @@ def _make_nets(args, onnx: dict, kind: str):
     from ghostrt.runtime.nets.detect import make_detector
     from ghostrt.runtime.backends.executors import make_executor
     from ghostrt.runtime.stages.graph_stages import make_stages
-    from ghostrt.runtime.swap.pipeline import Nets
+    from ghostrt.runtime.swap.core import Nets
 
     choices = {m: make_executor(onnx[m], args.backend, args.precision, args.engines_dir, args.threads)
                for m in ("detector", "arcface", "generator", "landmarks")}
@@ -122,7 +122,7 @@ def make_process(args):
     """The swap for the video and webcam loops: process_batch(frames) -> frames, labelled for the output.
     Both use the tracking VideoSwapper; the webcam without smoothing (its 2-frame lookahead costs latency)."""
     from ghostrt.runtime.io import image_io
-    from ghostrt.runtime.swap.pipeline import ImageSwapper
+    from ghostrt.runtime.swap.image_swapper import ImageSwapper
     from ghostrt.runtime.io.provenance_label import make_label
     from ghostrt.runtime.swap.video_swapper import VideoSwapper
 
@@ -166,7 +166,9 @@ def run_image(args) -> int:
     target_rgb, target_alpha, target_info = image_io.read_image(args.target)
     read_seconds = time.perf_counter() - read_start
 
-    from ghostrt.runtime.swap.pipeline import ImageSwapper, StageTimer
+    from ghostrt.runtime.swap.image_swapper import ImageSwapper
+
+    from ghostrt.runtime.swap.timer import StageTimer
 
     timer = StageTimer()
     timer.seconds["read"] = read_seconds

@@ -13,6 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from ghostrt.errors import GhostError, file_error
+from ghostrt.runtime.backends.batching import run_chunked  # noqa: F401 (its home before batching.py)
 
 BACKENDS = ("auto", "ort", "openvino", "trt", "trt-rtx")
 PRECISIONS = ("fp16", "bf16", "int8", "fp32")
@@ -66,15 +67,6 @@ class OrtExecutor:
 
     def describe(self) -> str:
         return f"ort/cpu {self.path.name}"
-
-
-def run_chunked(executor, feeds: dict[str, np.ndarray], limit: int | None) -> dict[str, np.ndarray]:
-    """executor.run over axis 0 in chunks of at most `limit` (one call when it fits), outputs concatenated."""
-    total = len(next(iter(feeds.values())))
-    if limit is None or total <= limit:
-        return executor.run(feeds)
-    parts = [executor.run({k: v[start:start + limit] for k, v in feeds.items()}) for start in range(0, total, limit)]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 @dataclass

@@ -157,15 +157,18 @@ class VideoWriter:
 
     def __init__(self, output, template: VideoProbe, codec: str | None = None, crf: int | None = 18,
                  label: dict | None = None, plan: OutputPlan | None = None, encoder_options: dict | None = None,
-                 on_packet=None):
+                 on_packet=None, provenance=None):
         """`encoder_options`: extra encoder settings (segment renders fix x264's so segments stitch);
-        `on_packet(packet)`: sees each encoded video packet before it is muxed (a segment worker keeps them)."""
+        `on_packet(packet)`: sees each encoded video packet before it is muxed (a segment worker keeps them);
+        `provenance` (runtime.io.provenance.Provenance): watermark each written frame, and sign the complete
+        file with C2PA before it is renamed into place (or write the <output>.c2pa sidecar)."""
         self.template = template
         self.plan = plan or plan_output(output, template, codec)
         self.crf = crf
         self.label = label
         self.encoder_options = dict(encoder_options or {})
         self.on_packet = on_packet
+        self.provenance = provenance
         self.frames_written = 0
         self._atomic = None
         self._out = self._src = None
@@ -174,7 +177,7 @@ class VideoWriter:
 
     def __enter__(self):
         self._atomic = atomic_path(self.plan.path)
-        tmp = self._atomic.__enter__()
+        tmp = self._tmp = self._atomic.__enter__()
         try:
             self._open(tmp)
         except BaseException as err:
@@ -188,6 +191,8 @@ class VideoWriter:
             return False
         try:
             self._finish()
+            if self.provenance is not None:        # after the trailer, before the rename: never half-signed
+                self.provenance.sign(self._tmp, self.label, final_name=self.plan.path)
         except BaseException as err:
             self._abort(err)
             raise
@@ -277,6 +282,8 @@ class VideoWriter:
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """One upright RGB uint8 frame with its input pts (in the template's time base)."""
+        if self.provenance is not None:
+            rgb = self.provenance.mark_frame(rgb, altered=bool((self.label or {}).get("altered", True)))
         if self._k_back:
             rgb = np.ascontiguousarray(np.rot90(rgb, self._k_back))
         if rgb.shape != (self.template.height, self.template.width, 3) or rgb.dtype != np.uint8:

@@ -163,7 +163,7 @@ def _check_batch(frames_in: list, frames_out) -> None:
 
 
 def swap_video(input, output, process_batch, batch: int = 8, codec: str = "libx264", crf: int | None = 18,
-               label: dict | None = None, progress: bool = True, log=None) -> dict:
+               label: dict | None = None, progress: bool = True, log=None, provenance=None) -> dict:
     """Run `process_batch` over every frame of `input` and write `output` (atomically). Returns the summary.
 
     Every check that can fail on the user's files (input probe, output name, codec, container) runs before the
@@ -173,6 +173,9 @@ def swap_video(input, output, process_batch, batch: int = 8, codec: str = "libx2
     log = log or sys.stderr
     info = video_io.probe(input)
     plan = video_writer.plan_output(output, info, codec)
+    if provenance is not None:
+        from ghostrt.runtime.io import c2pa_manifest
+        c2pa_manifest.sign_mode(plan.path)         # a container that cannot be signed fails before any frame
     for warning in plan.warnings:
         print(f"ghostrt: warning: {warning}", file=log)
 
@@ -186,7 +189,8 @@ def swap_video(input, output, process_batch, batch: int = 8, codec: str = "libx2
     started = time.perf_counter()
     threads = []
     try:
-        with video_writer.VideoWriter(output, info, codec=codec, crf=crf, label=label, plan=plan) as writer:
+        with video_writer.VideoWriter(output, info, codec=codec, crf=crf, label=label, plan=plan,
+                                      provenance=provenance) as writer:
             threads = [
                 threading.Thread(target=_decode, args=(info, decoded, peaks["decoded"], stop, decode_stage),
                                  name="ghostrt-decode", daemon=True),

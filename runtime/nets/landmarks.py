@@ -1,4 +1,4 @@
-"""The landmark stage's pre- and post-processing around the 2d106det net (106 points per face).
+"""The 2d106det landmark net: its wrapper and the pre- and post-processing around it (106 points per face).
 
 The net sees the 224 aligned crop shrunk by 4/7 to 128 px and centred on a black 192×192 canvas (32 px
 margin), so points just outside the crop — the jaw of a turned head — still land inside its input. Its raw
@@ -8,6 +8,8 @@ where the mask is drawn. Pixel values go in raw (0–255 float): the graph norma
 
 import cv2
 import numpy as np
+
+from ghostrt.runtime.backends.batching import max_batch, run_chunked
 
 INPUT_SIZE = 192
 NUM_POINTS = 106
@@ -36,3 +38,21 @@ def decode_landmarks(raw: np.ndarray) -> np.ndarray:
     pts = (raw.reshape(len(raw), NUM_POINTS, 2) + 1.0) * (INPUT_SIZE // 2)
     crop = pts @ DECODE_TO_CROP[:, :2].T + DECODE_TO_CROP[:, 2]
     return crop.astype(np.float32)
+
+
+INPUT, OUTPUT = "face", "landmarks"
+
+
+class LandmarkNet:
+    """2d106det on one executor, any batch: split into chunks the engine accepts."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.max_batch = max_batch(executor)
+
+    def points(self, crops224: np.ndarray) -> np.ndarray:
+        """(N, 224, 224, 3) uint8 crops -> (N, 106, 2) float32 points in 224-crop pixels."""
+        if len(crops224) == 0:
+            return np.zeros((0, NUM_POINTS, 2), np.float32)
+        raw = run_chunked(self.executor, {INPUT: crops_to_landmark_input(crops224)}, self.max_batch)[OUTPUT]
+        return decode_landmarks(raw)

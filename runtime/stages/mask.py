@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence
 import cv2
 import numpy as np
 
-CROP_SIZE = 224
+from ghostrt.runtime.stages.align import CROP_SIZE
 LEFT_JAW = (1, 2, 13)          # swap.x − target.x summed here ...
 RIGHT_JAW = (17, 18, 29)       # ... and target.x − swap.x here; the larger is the offset
 LEFT_BROW = (43, 48, 49, 51, 50)

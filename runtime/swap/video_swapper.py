@@ -1,4 +1,4 @@
-"""The video swap: ImageSwapper's stages run over whole batches of frames, with faces tracked between frames.
+"""The video and webcam swap: frames in order, faces tracked between them, then the same swap core as images.
 
 Why it differs from calling ImageSwapper.swap per frame:
 - Batching: one detector call per batch (over the frames due for detection), one generator call for every
@@ -34,82 +34,17 @@ import numpy as np
 
 from ghostrt.errors import GhostError
 from ghostrt.runtime.stages import align, mask, match
-from ghostrt.runtime.nets import landmarks
 from ghostrt.runtime.stages import smoothing as keypoint_smoothing
-from ghostrt.runtime.backends.executors import run_chunked
-from ghostrt.runtime.stages.graph_stages import OpenCvStages
-from ghostrt.runtime.swap.pipeline import Nets, StageTimer
+from ghostrt.runtime.stages.tracking import FaceTracker
+from ghostrt.runtime.swap.core import FaceJob, Nets, swap_faces
+from ghostrt.runtime.swap.image_swapper import check_face_rule, prepare_detector
+from ghostrt.runtime.swap.timer import StageTimer
 from ghostrt.runtime.types import Face
 
-MIN_IOU = 0.3            # boxes overlapping this much in consecutive detections are the same face ...
-MAX_KPS_DISTANCE = 0.5   # ... or keypoints within this many face sizes (mean over the five points)
 LOOKAHEAD = keypoint_smoothing.HALF_WIDTH
 # Off: on this 2-core EPYC with OpenVINO FP32 nets (each already using both cores) the overlap measured slower
 # at batch 8 in every A/B round (bench/cpu-choices-2026-11-29.json, "video_overlap"); turn on where it pays.
 OVERLAP_BY_DEFAULT = False
-
-
-# ------------------------------------------------------------------------------------------------ tracking
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(float(w), 0.0) * max(float(h), 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / float(union) if union > 0 else 0.0
-
-
-def keypoint_distance(a: Face, b: Face) -> float:
-    """Mean distance of the five keypoints, in units of a's face size (sqrt of its box area)."""
-    size = max(np.sqrt(a.area), 1.0)
-    return float(np.linalg.norm(np.asarray(a.kps) - np.asarray(b.kps), axis=1).mean()) / size
-
-
-class FaceTracker:
-    """Track ids for faces across detections: greedy pairing of the previous detection's faces with the new
-    ones, closest keypoints first. A face not found again ends its track (a new id if it comes back)."""
-
-    def __init__(self):
-        self.faces: dict[int, Face] = {}    # live tracks: id -> face at its last detection, detection order
-        self.next_id = 0
-
-    def update(self, detected: list[Face]) -> tuple[dict[int, Face], list[int]]:
-        """New detections -> ({track id: face} in detection order, ids of the tracks born here)."""
-        old = list(self.faces.items())
-        pairs = []
-        for i, (_, prev) in enumerate(old):
-            for j, face in enumerate(detected):
-                dist = keypoint_distance(prev, face)
-                if box_iou(prev.box, face.box) >= MIN_IOU or dist <= MAX_KPS_DISTANCE:
-                    pairs.append((dist, i, j))
-        taken_old, assigned = set(), {}
-        for _, i, j in sorted(pairs):
-            if i not in taken_old and j not in assigned:
-                taken_old.add(i)
-                assigned[j] = old[i][0]
-        born = []
-        for j in range(len(detected)):
-            if j not in assigned:
-                assigned[j] = self.next_id
-                born.append(self.next_id)
-                self.next_id += 1
-        self.faces = {assigned[j]: face for j, face in enumerate(detected)}
-        return dict(self.faces), born
-
-    def carry(self) -> dict[int, Face]:
-        """The faces of a frame that is not detected: every live track where it was last seen."""
-        return dict(self.faces)
-
-
-# ------------------------------------------------------------------------------------------ batch limits
-
-def profile_max_batch(executor) -> int | None:
-    """Largest batch an executor accepts: a TensorRT engine's profile maximum (4 unless built with another
-    --max-batch); None (no limit) for ONNX Runtime and anything without an engine."""
-    engine = getattr(executor, "engine", None)
-    if engine is None or not hasattr(engine, "get_tensor_profile_shape"):
-        return None
-    return min(int(engine.get_tensor_profile_shape(name, 0)[2][0]) for name in executor.input_names)
 
 
 # ---------------------------------------------------------------------------------------------- the books
@@ -171,15 +106,13 @@ class VideoSwapper:
     def __init__(self, nets: Nets, sources: np.ndarray, targets: np.ndarray | None = None,
                  faces: str = "largest", similarity: float = match.DEFAULT_THRESHOLD, batch: int = 8,
                  detect_every: int = 1, smoothing: bool = True, timer: StageTimer | None = None,
-                 overlap: bool | None = None):
-        if faces not in match.FACE_RULES:
-            raise GhostError(f"--faces {faces}: choose from {', '.join(match.FACE_RULES)}")
+                 overlap: bool | None = None, first_index: int = 0):
+        check_face_rule(faces)
         if detect_every < 1:
             raise GhostError(f"--detect-every {detect_every}: must be at least 1")
         if batch < 1:
             raise GhostError(f"--batch {batch}: must be at least 1")
         self.nets = nets
-        self.stages = nets.stages or OpenCvStages()
         self.sources = np.asarray(sources, np.float32).reshape(-1, 512)
         self.targets = None if targets is None or len(targets) == 0 else np.asarray(targets, np.float32)
         self.faces_rule = faces
@@ -188,17 +121,15 @@ class VideoSwapper:
         self.detect_every = detect_every
         self.lookahead = LOOKAHEAD if smoothing else 0
         self.timer = timer or StageTimer()
-        self.limits = {name: profile_max_batch(getattr(nets, name)) for name in ("arcface", "generator", "landmarks")}
-        detector = nets.detector
-        if getattr(detector, "max_batch", 0) is None:     # the detector chunks by itself once told its limit
-            detector.max_batch = profile_max_batch(getattr(detector, "executor", None))
+        prepare_detector(nets)
         self.tracker = FaceTracker()
         self.pending: deque[FrameRecord] = deque()       # frames waiting for their smoothing window
         self.history: deque[FrameRecord] = deque(maxlen=LOOKAHEAD)   # released frames' keypoints only
         self.embeddings: dict[int, np.ndarray] = {}       # track id -> raw ArcFace embedding (targets only)
         self.run_count: dict[int, int] = {}                # track id -> its current run number
         self.mask_params: dict[tuple[int, int], mask.MaskParams] = {}
-        self.frames_seen = 0
+        # global index of the next frame: --detect-every's cadence follows it (a segment starts mid-video)
+        self.frames_seen = int(first_index)
         self.frames_swapped = 0
         self.faces_swapped = 0
         self.overlap = OVERLAP_BY_DEFAULT and self.lookahead > 0 if overlap is None else bool(overlap)
@@ -293,8 +224,7 @@ class VideoSwapper:
             with self.front_timer.stage("align"):
                 crops = np.stack([align.align_batch(frame, [face])[0][0] for _, frame, face in newborn])
             with self.front_timer.stage("embed"):
-                embs = run_chunked(self.nets.arcface, {"face": align.crops_to_arcface(crops)},
-                                   self.limits["arcface"])["embedding"]
+                embs = self.nets.arcface.embed(crops)
             for (tid, _, _), emb in zip(newborn, embs):
                 self.embeddings[tid] = emb
 
@@ -348,49 +278,18 @@ class VideoSwapper:
         return outputs
 
     def _swap(self, ready: list[FrameRecord], planned: list[PlannedFace], outputs: list[np.ndarray]) -> None:
-        by_slot = self._faces_by_slot(planned)
-        with self.timer.stage("align"):
-            Ms, _ = align.estimate_norm_batch(np.stack([p.kps for p in planned]))
-            crops = np.zeros((len(planned), align.CROP_SIZE, align.CROP_SIZE, 3), np.uint8)
-            for slot, ks in by_slot.items():
-                crops[ks] = self.stages.crop(ready[slot].frame, Ms[ks])
-        with self.timer.stage("swap"):
-            out = run_chunked(self.nets.generator, {"target": align.crops_to_generator(crops),
-                                                    "source_embedding": np.stack([p.identity for p in planned])},
-                              self.limits["generator"])
-            swapped = align.generator_to_crops(out["swapped"])
-        # the target's landmarks only choose the mask params: needed on a run's first swapped frame alone
-        firsts = {}
-        for k, p in enumerate(planned):
-            if (p.track, p.run) not in self.mask_params:
-                firsts.setdefault((p.track, p.run), k)
-        choose = list(firsts.values())
-        with self.timer.stage("landmarks"):
-            both = np.concatenate([swapped, crops[choose]])
-            raw = run_chunked(self.nets.landmarks, {"face": landmarks.crops_to_landmark_input(both)},
-                              self.limits["landmarks"])["landmarks"]
-            points = landmarks.decode_landmarks(raw)
-        target_points = dict(zip(choose, points[len(planned):]))
-        with self.timer.stage("mask"):
-            masks = []
-            for k, p in enumerate(planned):
-                key = (p.track, p.run)
-                face_mask, params = mask.ghost_mask(points[k], target_points.get(k), params=self.mask_params.get(key))
-                self.mask_params.setdefault(key, params)
-                masks.append(face_mask)
-        with self.timer.stage("blend"):
-            for slot, ks in by_slot.items():
-                outputs[slot] = self.stages.paste(ready[slot].frame, swapped[ks], [masks[k] for k in ks], Ms[ks])
-                self.frames_swapped += 1
+        """The swap core over every planned face of the released frames; a run's mask params, chosen on its
+        first swapped frame, are reused for the rest of the run so the mask edge does not flicker."""
+        jobs = [FaceJob(p.slot, p.kps, p.identity, self.mask_params.get((p.track, p.run)), mask_group=(p.track, p.run))
+                for p in planned]
+        swapped, made = swap_faces(self.nets, [record.frame for record in ready], jobs, self.timer)
+        for p, out in zip(planned, made):
+            self.mask_params.setdefault((p.track, p.run), out.mask_params)
+        slots = {p.slot for p in planned}
+        for slot in slots:
+            outputs[slot] = swapped[slot]
+        self.frames_swapped += len(slots)
         self.faces_swapped += len(planned)
-
-    @staticmethod
-    def _faces_by_slot(planned: list[PlannedFace]) -> dict[int, list[int]]:
-        """slot -> indices into `planned`, in plan order (a later face wins where two overlap, as in GHOST)."""
-        slots: dict[int, list[int]] = {}
-        for k, p in enumerate(planned):
-            slots.setdefault(p.slot, []).append(k)
-        return slots
 
     def _forget_ended_tracks(self) -> set[tuple[int, int]]:
         """Drop the books of tracks no frame can mention again (bounded memory on long videos); return the
