@@ -17,8 +17,10 @@ COMMANDS = {
     "calibrate": ("ghostrt.cli.calibrate", "build an INT8 calibration set from real face crops"),
     "check": ("ghostrt.cli.check", "measure FP16/INT8 fidelity against FP32 and apply the gate"),
     "swap": ("ghostrt.cli.swap", "swap faces in an image, a video or a webcam stream"),
+    "render": ("ghostrt.cli.render", "render many videos (resumable), or split long ones over Ray workers"),
     "bench": ("ghostrt.cli.bench", "per-stage latency/throughput against the GHOST-style reference"),
     "verify": ("ghostrt.cli.verify", "check files for ghostrt's C2PA manifest, label and invisible watermark"),
+    "ui": ("ghostrt.cli.ui", "local web app: image, video and live webcam swaps in the browser"),
     "demo": ("ghostrt.cli.demo", "the main job: stand-in or official weights → ONNX → swap a real photo"),
 }
 

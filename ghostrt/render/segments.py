@@ -56,6 +56,7 @@ class EncodedSegment:
     packets: list[tuple[int, int | None, bool, int, bytes]]    # (pts, dts, keyframe, duration, data)
     seconds: float = 0.0
     worker: str = ""
+    label: dict | None = None        # the provenance label the worker's swapper gives its output
 
 
 def scan(info: video_io.VideoProbe) -> Scan:

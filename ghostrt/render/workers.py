@@ -87,6 +87,7 @@ def render_task(loaded_cache: dict, task: SegmentTask, worker: str = "local") ->
     finally:
         getattr(stream, "close", lambda: None)()
     result.worker = worker
+    result.label = getattr(loaded, "label", None)
     return result
 
 
@@ -134,7 +135,7 @@ def _worker_class(ray):
             self.name = f"{socket.gethostname()}:{os.getpid()}"
 
         def ready(self, spec) -> str:
-            if spec.key not in self.cache:
+            if spec is not None and spec.key not in self.cache:
                 self.cache[spec.key] = spec.load()
             return self.name
 
@@ -149,7 +150,7 @@ class RayPool:
     """Ray actors rendering segments; `address` None or "auto" starts a local Ray in this process."""
 
     address: str | None = None
-    workers: int = 2
+    workers: int | None = None     # None: one per GPU in the cluster, else 2 CPU workers
     gpus_per_worker: float = 0
     cpus_per_worker: float = 1
     retries: int = DEFAULT_RETRIES
@@ -165,11 +166,16 @@ class RayPool:
         began = time.perf_counter()
         if not ray.is_initialized():
             if self.address in (None, "auto", "local"):
-                ray.init(num_cpus=max(1, int(self.workers * self.cpus_per_worker)), include_dashboard=False,
-                         log_to_driver=False, configure_logging=False)
+                cpus = max(os.cpu_count() or 1, int((self.workers or 2) * self.cpus_per_worker))
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
                 self._own_ray = True
             else:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if self.workers is None:
+            self.workers = gpus or 2
+        if gpus and not self.gpus_per_worker:
+            self.gpus_per_worker = 1
         cls = _worker_class(ray)
         actors = [cls.options(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker,
                               scheduling_strategy="SPREAD").remote() for _ in range(self.workers)]
