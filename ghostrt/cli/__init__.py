@@ -21,7 +21,6 @@ COMMANDS = {
     "bench": ("ghostrt.cli.bench", "per-stage latency/throughput against the GHOST-style reference"),
     "verify": ("ghostrt.cli.verify", "check files for ghostrt's C2PA manifest, label and invisible watermark"),
     "ui": ("ghostrt.cli.ui", "local web app: image, video and live webcam swaps in the browser"),
-    "ui": ("ghostrt.cli.ui", "local web app: image, video and live webcam swaps in the browser"),
     "demo": ("ghostrt.cli.demo", "the main job: stand-in or official weights → ONNX → swap a real photo"),
 }
 
