@@ -204,8 +204,8 @@ def _manifest(title: str, info: dict, target: Path | None, altered: bool = True)
     if target is not None:
         actions.append({"action": "c2pa.opened", "parameters": {"ingredientIds": ["target"]}})
     else:
-        actions.append({"action": "c2pa.created",
-                        "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"})
+        actions.append({"action": "c2pa.created", "digitalSourceType": DIGITAL_SOURCE_TYPE,
+                        "softwareAgent": {"name": "ghostrt", "version": __version__}})
     if altered:
         actions.append({"action": "c2pa.edited", "digitalSourceType": DIGITAL_SOURCE_TYPE,
                         "softwareAgent": {"name": "ghostrt", "version": __version__}, "parameters": params})

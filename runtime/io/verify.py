@@ -87,8 +87,8 @@ class VerifyReport:
         return out
 
 
-def _kind(path: Path) -> str:
-    """'image' or 'video' from the content; a one-line GhostError for anything else."""
+def _kind(path: Path) -> tuple[str, str | None]:
+    """('image', PIL format) or ('video', None) from the content; a one-line GhostError when it is neither."""
     if not path.exists():
         raise file_error(path, "file does not exist")
     if path.is_dir():
@@ -97,21 +97,30 @@ def _kind(path: Path) -> str:
         raise file_error(path, "file is empty")
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as im:
-            im.verify()
-        return "image"
+        with Image.open(path) as im:         # the header only: pixels are decoded later
+            return "image", im.format
     except UnidentifiedImageError:
-        pass
-    except Exception as err:                 # noqa: BLE001 - a broken image is bad input
+        return "video", None                 # video_io.probe says precisely what is wrong when it is not one
+    except Exception as err:                 # noqa: BLE001 - a broken header is bad input
         raise file_error(path, f"truncated or corrupt image ({str(err).splitlines()[0][:120]})") from None
-    return "video"     # video_io.probe says precisely what is wrong when it is not one
 
 
-def _image_report(path: Path) -> VerifyReport:
+def _image_report(path: Path, fmt: str | None) -> VerifyReport:
+    from ghostrt.errors import GhostError
     from ghostrt.runtime.io import image_io, provenance_label
-    rgb, _, info = image_io.read_image(path)
-    mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}.get(info.format)
+    mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}.get(fmt or "")
     report = VerifyReport(path, "image", c2pa_manifest.read(path, mime))
+    try:
+        rgb, _, _ = image_io.read_image(path)
+    except GhostError as err:
+        # pixels that no longer decode (a flipped byte breaks PNG's CRC): a signed file is reported as the
+        # tampered file it is; anything else is bad input
+        if not report.c2pa.get("present"):
+            raise
+        report.watermark = {"found": False, "error": str(err).split(": ", 1)[-1]}
+        if report.c2pa["state"] != "tampered":
+            report.c2pa = dict(report.c2pa, state="tampered", codes=report.c2pa["codes"] + ["pixels.undecodable"])
+        return report
     try:
         report.label = provenance_label.read_label(path)
     except Exception:                        # noqa: BLE001 - a label we cannot parse is no label
@@ -142,4 +151,5 @@ def _video_report(path: Path) -> VerifyReport:
 def verify(path) -> VerifyReport:
     """The provenance report of one file; a GhostError (one line) when it is no readable image or video."""
     path = Path(path)
-    return _image_report(path) if _kind(path) == "image" else _video_report(path)
+    kind, fmt = _kind(path)
+    return _image_report(path, fmt) if kind == "image" else _video_report(path)

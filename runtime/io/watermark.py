@@ -11,10 +11,10 @@ found only when the magic and the CRC both match after majority voting (random i
 
 import numpy as np
 
-GRID = 512                       # working resolution (both axes)
+GRID = 256                       # working resolution (both axes): 8×8 blocks of ~60×34 px on a 1080p frame
 BLOCK = 8
-COEFS = ((1, 2), (2, 1))         # DCT coefficients per block that carry bits (low frequency: survive JPEG / H.264)
-STEP = 28.0                      # QIM step on the orthonormal DCT coefficient (working image 0..255)
+COEFS = ((0, 1), (1, 0), (1, 1))  # the lowest AC coefficients carry the bits: JPEG and H.264 keep them best
+STEP = 26.0                      # QIM step on the orthonormal DCT coefficient (working image 0..255)
 MAGIC = b"ghostrt"
 FORMAT_ID = 1                    # bump when the layout changes
 SEED = 0x6768                    # fixed: the slot → bit order is part of the format
@@ -125,16 +125,21 @@ def decode(rgb: np.ndarray) -> dict:
 
 
 def decode_frames(frames) -> dict:
-    """Several frames of one video: marked when any frame decodes alone, or their summed votes do."""
-    total, n, marked = None, 0, 0
+    """Several frames of one video: marked when their summed votes decode, or any frame does alone (a
+    re-encode keeps the mark best in its key frames)."""
+    total, n, marked, best = None, 0, 0, None
     for rgb in frames:
         soft = soft_bits(rgb)
-        marked += _decide(soft)["found"]
+        one = _decide(soft)
+        if one["found"]:
+            marked += 1
+            best = one if best is None or one["confidence"] > best["confidence"] else best
         total = soft if total is None else total + soft
         n += 1
     if n == 0:
         return {"found": False, "format_id": None, "bit_errors": N_BITS, "confidence": 0.0, "frames": 0,
                 "frames_marked": 0}
     result = _decide(total / n)
-    result.update(found=bool(result["found"] or marked), frames=n, frames_marked=marked)
-    return result
+    if not result["found"] and best is not None:
+        result = best
+    return dict(result, frames=n, frames_marked=marked)
