@@ -1,11 +1,32 @@
 """ghostrt: a TensorRT-compiled, real-time face-swap engine for the GHOST model set.
 
+    import ghostrt
+    with ghostrt.Swapper.load() as sw:
+        result = sw.swap(frame, sw.identity(["me.jpg"]))
+
 The namespace maps the repository's top-level folders: ghostrt.export (export/, may import torch),
 ghostrt.runtime (runtime/, never imports torch), ghostrt.weights (weights/), ghostrt.calibration
-(calibration/).
+(calibration/), ghostrt.bench (bench/). The API itself is ghostrt.api, loaded on first use so that
+`import ghostrt` stays cheap.
 """
 
+from typing import TYPE_CHECKING
+
+from ghostrt.errors import GhostError
+
 __version__ = "0.1.0"
+__all__ = ["GhostError", "Identity", "Swapper", "SwapResult", "verify", "__version__"]
+
+if TYPE_CHECKING:
+    from ghostrt.api import Identity, Swapper, SwapResult
+
+
+def __getattr__(name: str):
+    if name in ("Swapper", "Identity", "SwapResult", "SwappedFace", "Face"):
+        from ghostrt import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ghostrt' has no attribute {name!r}")
 
 
 def verify(path):

@@ -1,0 +1,232 @@
+"""The public library: `ghostrt.Swapper` loads the four nets once and swaps faces in frames, batches, streams
+and video files. Every command (swap, bench, ui, render) is built on it; it never imports torch (an export of
+missing ONNX files is the only step that does, and only when it runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence, Union
+
+import numpy as np
+
+from ghostrt.errors import GhostError
+from ghostrt.loading import LoadedNets, load_nets
+from ghostrt.runtime.stages import align, match
+from ghostrt.runtime.swap.image_swapper import ImageSwapper, SwapResult, SwappedFace, check_face_rule
+from ghostrt.runtime.swap.timer import StageTimer
+from ghostrt.runtime.swap.video_swapper import VideoSwapper
+from ghostrt.runtime.types import Face
+
+Photo = Union[str, Path, np.ndarray]
+
+__all__ = ["Face", "Identity", "Photo", "Swapper", "SwapResult", "SwappedFace"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One person, from one or more photos: their raw ArcFace embeddings. Nothing else of the photos is kept
+    (no pixels, no file names), so an Identity never identifies its source beyond the swap itself."""
+
+    embeddings: np.ndarray          # (S, 512) raw, one per photo
+
+    @property
+    def embedding(self) -> np.ndarray:
+        """(512,) the photos averaged (normalised, mean, re-scaled); a single photo's own embedding."""
+        if len(self.embeddings) == 1:
+            return self.embeddings[0]
+        return match.average_identity(self.embeddings)
+
+    @property
+    def count(self) -> int:
+        return len(self.embeddings)
+
+
+def _read_photo(photo: Photo, index: int) -> tuple[Path | str, np.ndarray]:
+    from ghostrt.runtime.io import image_io
+
+    if isinstance(photo, np.ndarray):
+        return f"photo {index + 1} (array)", _check_frame(photo, f"photo {index + 1}")
+    return Path(photo), image_io.read_image(Path(photo))[0]
+
+
+def _check_frame(frame, what: str = "frame") -> np.ndarray:
+    arr = np.asarray(frame)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+        raise GhostError(f"{what}: expected an H×W×3 uint8 RGB array, got {arr.dtype} {arr.shape}")
+    return arr
+
+
+class Swapper:
+    """The four GHOST nets on one backend, ready to swap. Make it with `Swapper.load(...)`; `close()` (or a
+    `with` block) releases executors, TensorRT contexts, streams and buffers."""
+
+    def __init__(self, loaded: LoadedNets, log: Callable[[str], None] = print):
+        self._loaded = loaded
+        self.nets = loaded.nets
+        self.log = log
+        self._closed = False
+
+    @classmethod
+    def load(cls, backend: str = "auto", precision: str = "fp16", weights: str | Path | None = None,
+             engines: str | Path = "engines", detector: str | None = None, num_blocks: int = 2,
+             threads: int | None = None, graph_stages: bool = False,
+             log: Callable[[str], None] = print) -> "Swapper":
+        """Official weights from `weights` (default weights/) where present, else labelled untrained stand-ins;
+        FP32 ONNX under <engines>/onnx (exported once); per net the best executor `backend` allows."""
+        return cls(load_nets(backend, precision, weights, engines, detector, num_blocks, threads, graph_stages,
+                             log), log)
+
+    def __enter__(self) -> "Swapper":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------- facts
+
+    @property
+    def standin_models(self) -> list[str]:
+        """Used nets whose weights are untrained stand-ins: their output is not a real face swap."""
+        return list(self._loaded.standin_models)
+
+    @property
+    def detector_kind(self) -> str:
+        return self._loaded.detector_kind
+
+    @property
+    def choices(self) -> dict:
+        return dict(self._loaded.choices)
+
+    def describe(self) -> dict[str, dict]:
+        """Per net: the backend and precision that really run, why, and the largest batch it takes."""
+        wrapped = {"detector": self.nets.detector, "arcface": self.nets.arcface,
+                   "generator": self.nets.generator, "landmarks": self.nets.landmarks}
+        return {name: {"backend": c.backend, "precision": c.precision, "reason": c.reason,
+                       "max_batch": getattr(wrapped[name], "max_batch", None),
+                       "standin": name in self._loaded.standin_models}
+                for name, c in self._loaded.choices.items()}
+
+    def label(self, swapped: int, operation: str = "image face swap") -> dict:
+        """The provenance label every output of this Swapper carries."""
+        from ghostrt.runtime.io.provenance_label import make_label
+
+        return make_label(swapped, bool(self._loaded.standin_models), operation=operation)
+
+    # ---------------------------------------------------------------------------------------- identities
+
+    def identity(self, photos: Photo | Sequence[Photo], role: str = "--source") -> Identity:
+        """One identity from photos (paths or H×W×3 uint8 RGB arrays): the largest face of each. A photo
+        without a face raises GhostError naming it."""
+        if isinstance(photos, (str, Path, np.ndarray)):
+            photos = [photos]
+        if len(photos) == 0:
+            raise GhostError(f"{role}: give at least one photo")
+        read = [_read_photo(p, i) for i, p in enumerate(photos)]
+        return Identity(ImageSwapper(self.nets).embed_photos(read, role))
+
+    def detect(self, frame: np.ndarray) -> list[Face]:
+        """The faces of one frame, as the swap sees them."""
+        return self.nets.detector.detect([_check_frame(frame)])[0]
+
+    def _sources(self, who: Identity | Sequence[Identity]) -> np.ndarray:
+        if isinstance(who, Identity):
+            return who.embeddings
+        who = list(who)
+        if not who or not all(isinstance(w, Identity) for w in who):
+            raise GhostError("who: give an Identity (Swapper.identity) or a list of them")
+        return who[0].embeddings if len(who) == 1 else np.stack([w.embedding for w in who])
+
+    def _targets(self, frame: np.ndarray | None, targets) -> np.ndarray | None:
+        if targets is None:
+            return None
+        rows = []
+        for t in targets:
+            if isinstance(t, Identity):
+                rows.append(t.embedding)
+            elif isinstance(t, Face):
+                if frame is None:
+                    raise GhostError("targets: a Face can only name a face of the frame given to swap()")
+                crop = align.align_batch(frame, [t])[0]
+                rows.append(self.nets.arcface.embed(crop)[0])
+            else:
+                raise GhostError(f"targets: expected Identity or Face, got {type(t).__name__}")
+        return np.stack(rows) if rows else None
+
+    @staticmethod
+    def _check_pairing(sources: np.ndarray, targets: np.ndarray | None) -> None:
+        if targets is not None and len(sources) not in (1, len(targets)):
+            raise GhostError(f"{len(sources)} source identities for {len(targets)} target faces: give one "
+                             "(used for every target face) or one per target face")
+
+    # ------------------------------------------------------------------------------------------ swapping
+
+    def swap(self, frame: np.ndarray, who: Identity | Sequence[Identity], faces: str = "largest",
+             targets: Sequence[Identity | Face] | None = None, similarity: float = match.DEFAULT_THRESHOLD
+             ) -> SwapResult:
+        """Swap `who` onto the chosen faces of one H×W×3 uint8 RGB frame: the `faces` rule ("largest" or
+        "all"), or with `targets`, each target face's best match above `similarity` (who[i] → targets[i])."""
+        frame = _check_frame(frame)
+        return self.swap_batch([frame], who, faces, self._targets(frame, targets), similarity)[0]
+
+    def swap_batch(self, frames: Sequence[np.ndarray], who: Identity | Sequence[Identity],
+                   faces: str = "largest", targets=None, similarity: float = match.DEFAULT_THRESHOLD
+                   ) -> list[SwapResult]:
+        """Many independent frames (sizes may differ), the nets batched across them."""
+        frames = [_check_frame(f, f"frame {i + 1}") for i, f in enumerate(frames)]
+        sources = self._sources(who)
+        target_embs = targets if isinstance(targets, np.ndarray) or targets is None else self._targets(None, targets)
+        self._check_pairing(sources, target_embs)
+        _check_similarity(similarity)
+        swapper = ImageSwapper(self.nets, faces=faces, similarity=similarity, timer=StageTimer())
+        return swapper.swap_batch(frames, sources, target_embs)
+
+    def stream(self, who: Identity | Sequence[Identity], targets: Sequence[Identity] | None = None,
+               faces: str = "largest", similarity: float = match.DEFAULT_THRESHOLD, batch: int = 8,
+               detect_every: int = 1, smoothing: bool = True, overlap: bool | None = None,
+               first_index: int = 0, timer: StageTimer | None = None) -> VideoSwapper:
+        """A stateful swapper for consecutive frames (video, webcam): faces tracked, keypoints smoothed.
+        process_batch(frames) → frames in order (up to 2 held back for smoothing), flush() → the rest."""
+        check_face_rule(faces)
+        _check_similarity(similarity)
+        sources = self._sources(who)
+        target_embs = self._targets(None, targets)
+        self._check_pairing(sources, target_embs)
+        return VideoSwapper(self.nets, sources, target_embs, faces=faces, similarity=similarity, batch=batch,
+                            detect_every=detect_every, smoothing=smoothing, timer=timer, overlap=overlap,
+                            first_index=first_index)
+
+    def swap_video(self, target: str | Path, output: str | Path, who: Identity | Sequence[Identity],
+                   targets: Sequence[Identity] | None = None, faces: str = "largest",
+                   similarity: float = match.DEFAULT_THRESHOLD, batch: int = 8, detect_every: int = 1,
+                   crf: int | None = 18, codec: str = "libx264", overlap: bool | None = None,
+                   progress: bool = False, log=None) -> dict:
+        """Swap through a whole video file (audio and subtitles kept, written atomically); the summary."""
+        from ghostrt.runtime.loops.video_loop import swap_video
+
+        process = self.stream(who, targets, faces, similarity, batch, detect_every, smoothing=True,
+                              overlap=overlap)
+        try:
+            summary = swap_video(Path(target), Path(output), process, batch=batch, codec=codec, crf=crf,
+                                 label=self.label(1, "video face swap"), progress=progress, log=log)
+        finally:
+            process.close()
+        summary["faces_swapped"] = process.faces_swapped
+        summary["frames_swapped"] = process.frames_swapped
+        summary["timings"] = dict(process.timer.seconds)
+        return summary
+
+    def close(self) -> None:
+        """Release every executor (TensorRT contexts, streams, buffers; the runtime cache is saved)."""
+        if self._closed:
+            return
+        self._closed = True
+        for choice in self._loaded.choices.values():
+            closer = getattr(choice.executor, "close", None)
+            if callable(closer):
+                closer()
+
+
+def _check_similarity(similarity: float) -> None:
+    if not -1.0 <= float(similarity) <= 1.0:
+        raise GhostError(f"--similarity {similarity}: a cosine similarity lies in [-1, 1]")
