@@ -9,8 +9,6 @@ import numpy as np
 
 from ghostrt.runtime.io import c2pa_manifest, visible_mark, watermark
 
-WEBCAM_WATERMARK_EVERY = 3      # live: one frame in N carries the invisible mark (README "Provenance")
-
 
 @dataclass
 class Provenance:

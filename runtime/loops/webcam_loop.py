@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ghostrt.errors import GhostError
-from ghostrt.runtime.io import video_io
+from ghostrt.runtime.io import video_io, watermark
+from ghostrt.runtime.io import visible_mark as mark
 
 REPORT_SECONDS = 1.0
+# the invisible watermark costs ~20-60 ms on a 1080p frame here: every third live frame carries it (README)
+WATERMARK_EVERY = 3
 TAKE_TIMEOUT_SECONDS = 5.0     # a camera that sends nothing for this long is reported as stalled
 VIRTUAL_CAMERA_HELP = ("--virtual-camera needs the pyvirtualcam package (pip install pyvirtualcam) and, on "
                        "Linux, the v4l2loopback kernel module")
@@ -213,9 +216,14 @@ def _report_line(frames: int, seconds: float, latencies: list[float], box: Lates
 
 
 def run_webcam(source, process_frame, frames: int | None = None, virtual_camera: bool = False,
-               preview: bool = False, log=None) -> dict:
+               preview: bool = False, log=None, visible_mark: bool = True,
+               watermark_every: int | None = WATERMARK_EVERY, on_output=None) -> dict:
     """Process the newest camera frame, one at a time, until `frames` were output, the source ended, the
-    preview was closed or Ctrl-C (which ends the loop normally: a webcam has no other end)."""
+    preview was closed or Ctrl-C (which ends the loop normally: a webcam has no other end).
+
+    Every output frame shows the visible 'AI-altered · ghostrt' label unless `visible_mark` is False, and
+    one frame in `watermark_every` carries the invisible watermark (None or 0: none). `on_output(rgb)` sees
+    each output frame as the sinks do."""
     if frames is not None and frames < 1:
         raise GhostError(f"--frames {frames}: must be at least 1")
     log = log or sys.stderr
@@ -246,6 +254,12 @@ def run_webcam(source, process_frame, frames: int | None = None, virtual_camera:
                 raise GhostError(f"{camera.name}: no frame for {TAKE_TIMEOUT_SECONDS:.0f} s (camera stalled)")
             rgb, captured_at = item
             out = process_frame(rgb)
+            if watermark_every and done % watermark_every == 0:
+                out = watermark.embed(out)
+            if visible_mark:
+                out = mark.apply(out, inplace=not (out is rgb))
+            if on_output is not None:
+                on_output(out)
             for sink in sinks:
                 sink.send(out)
             keep_going = shown.show(out) if shown is not None else True
@@ -271,6 +285,7 @@ def run_webcam(source, process_frame, frames: int | None = None, virtual_camera:
     seconds = time.perf_counter() - started
     summary = {"source": camera.name, "frames": done, "captured": box.captured, "dropped": box.dropped,
                "seconds": seconds, "fps": done / seconds if seconds > 0 else 0.0,
-               "source_fps": camera.fps, "latency_ms": latency_stats(latencies)}
+               "source_fps": camera.fps, "latency_ms": latency_stats(latencies),
+               "visible_mark": bool(visible_mark), "watermark_every": watermark_every or 0}
     print(_report_line(done, seconds, latencies, box).replace("webcam ", "total  "), file=log, flush=True)
     return summary
