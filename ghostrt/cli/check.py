@@ -219,22 +219,16 @@ def engine_numbers(model: str, precision: str, fp32: Path, args) -> dict | None:
         return None
     from ghostrt.export import fidelity
     from ghostrt.export.models import is_standin
+    from ghostrt.runtime.backends.executors import run_chunked
+    from ghostrt.runtime.backends.trt_executor import TrtExecutor, runtime_cache_path
 
     backend = trt_backend.load_backend("auto")
     engines_dir = Path(args.onnx_dir).parent
     path, manifest = engine_cache.engine_for_run(engines_dir, model, precision, backend.name, gpu, backend.version)
     reference = fidelity.validation_reference(model, fp32)
-    count = len(next(iter(reference.inputs.values())))
-    step = int(manifest.get("max_batch") or 1)
-    parts: dict[str, list] = {}
-    with trt_backend.TrtExecutor(path, backend) as runner:
-        for start in range(0, count, step):
-            out = runner.run({k: v[start:start + step] for k, v in reference.inputs.items()})
-            for name, value in out.items():
-                parts.setdefault(name, []).append(value.astype("float32"))
-    import numpy as np
-
-    outputs = {name: np.concatenate(values) for name, values in parts.items()}
+    with TrtExecutor(path, backend, runtime_cache_path(path, gpu)) as runner:
+        out = run_chunked(runner, dict(reference.inputs), int(manifest.get("max_batch") or 1))
+    outputs = {name: value.astype("float32") for name, value in out.items()}
     untrained = is_standin(fp32)
     numbers = reference.compare(None, outputs)
     gate = fidelity.GATES[precision]

@@ -1,14 +1,15 @@
 """`ghostrt doctor`: one screen answering "what will run here, and why": Python and ghostrt versions, the
 TensorRT backends found, the GPU and driver, OpenVINO and what this CPU lets it run (bf16, INT8), ONNX Runtime
-and its providers, torch (export side only), and the backend `--backend auto` would pick. It never imports
-torch, needs no GPU and compiles nothing (OpenVINO is only asked for the CPU's properties)."""
+and its providers, torch (export side only), and the backend `--backend auto` would pick. A GPU whose driver is
+too old for cuda-python is named as such, with the driver needed and the wheels that would work. It never
+imports torch, needs no GPU and compiles nothing (OpenVINO is only asked for the CPU's properties)."""
 
 import platform
 import sys
 
 import ghostrt
 from ghostrt.errors import GhostError
-from ghostrt.runtime.backends import host, openvino_backend, trt_backend
+from ghostrt.runtime.backends import cuda_driver, host, openvino_backend, trt_backend
 
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -45,12 +46,14 @@ def _cpu_rows(cpu) -> list[tuple[str, str]]:
             ("bf16 (cpu)", bf16), ("int8 (cpu)", int8)]
 
 
-def _swap_auto(gpu, choice, cpu) -> str:
+def _swap_auto(gpu, choice, cpu, unusable: bool = False) -> str:
     """What `swap --backend auto` runs, in the order executors.make_executor tries."""
     cpu_side = (f"OpenVINO on {cpu.name} (fp32{', bf16 when built and gated' if cpu.supports('bf16') else ''})"
                 if cpu is not None else "ONNX Runtime CPU (OpenVINO not installed)")
     if gpu is not None and choice is not None:
         return f"{choice.name} engines on {gpu.name} (when built; else {cpu_side})"
+    if unusable:
+        return f"{cpu_side}: the GPU cannot run TensorRT engines until the driver problem in the gpu row is fixed"
     return f"{cpu_side}: no GPU to run TensorRT engines on" if gpu is None else \
         f"{cpu_side}: no TensorRT backend to run engines on {gpu.name}"
 
@@ -61,11 +64,14 @@ def report() -> list[tuple[str, str]]:
     found = {b.name: b for b in backends}
     rows = [("python", f"{platform.python_version()} ({sys.executable})"),
             ("ghostrt", ghostrt.__version__)]
-    for name, module in trt_backend.BACKEND_MODULES.items():
+    for name, modules in trt_backend.MODULE_NAMES.items():
         title = trt_backend.BACKEND_TITLES[name]
-        rows.append((name, f"{title} {found[name].version} (import {module})" if name in found
-                     else f"not found (import {module} failed)"))
-    if gpu is None:
+        rows.append((name, f"{title} {found[name].version} (import {found[name].module_name})" if name in found
+                     else f"not found (import {' or '.join(modules)} failed)"))
+    unusable = gpu is None and cuda_driver.nvidia_driver_seen() is not None
+    if unusable:                                # a GPU and a driver exist, CUDA cannot use them: say why
+        rows.append(("gpu", f"present but not usable: {how}"))
+    elif gpu is None:
         rows.append(("gpu", f"none visible ({how})"))
     else:
         cc = gpu.compute_capability
@@ -84,7 +90,7 @@ def report() -> list[tuple[str, str]]:
     rows.append(("torch", f"{torch} (export side only)" if torch else "not installed (only `ghostrt export` needs it)"))
     choice, why = trt_backend.choose_auto(backends, gpu)
     rows.append(("build (auto)", f"{choice.name}: {why}" if choice else f"none: {why}"))
-    rows.append(("swap (auto)", _swap_auto(gpu, choice, cpu)))
+    rows.append(("swap (auto)", _swap_auto(gpu, choice, cpu, unusable)))
     return rows
 
 

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ghostrt.errors import GhostError
 from ghostrt.runtime.backends import host
 
 CUDA_PYTHON_PIN = "cuda-python==13.4.4"
@@ -35,6 +36,22 @@ def load_cudart():
     """cuda.bindings.runtime (tests put a fake in its place here, the one door to it)."""
     from cuda.bindings import runtime
     return runtime
+
+
+def require_cudart():
+    """cuda.bindings.runtime, or a GhostError saying how to install it."""
+    try:
+        return load_cudart()
+    except ImportError:
+        raise GhostError(f"running a TensorRT engine needs cuda-python: pip install {CUDA_PYTHON_PIN}") from None
+
+
+def check(cudart, result, what: str):
+    """cuda-python returns (error, *values); turn a failure into a GhostError naming the call."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise GhostError(f"CUDA {what} failed: {error_name(cudart, err)}")
+    return values[0] if len(values) == 1 else values
 
 
 def error_name(cudart, err) -> str:

@@ -68,6 +68,9 @@ class OrtExecutor:
     def describe(self) -> str:
         return f"ort/cpu {self.path.name}"
 
+    def close(self) -> None:
+        self.session = None
+
 
 @dataclass
 class Choice:
@@ -78,25 +81,53 @@ class Choice:
     reason: str
     precision: str = "fp32"     # what really runs (OpenVINO falls back to fp32 where bf16/INT8 cannot run)
 
+    def close(self) -> None:
+        """Release the executor (TensorRT: save its runtime cache, free contexts, stream and buffers)."""
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
+
+
+class TrtUnavailable(GhostError):
+    """Why TensorRT cannot run one net, with how far it got: auto reports the reason that got furthest."""
+
+    NO_GPU, NO_BACKEND, NO_ENGINE, REFUSED, FAILED = range(5)
+
+    def __init__(self, message: str, stage: int):
+        super().__init__(message)
+        self.stage = stage
+
 
 def _trt_choice(model_onnx: Path, backend_name: str, precision: str, engines_dir: Path) -> Choice:
-    """A TensorRT executor for a valid cached engine of this model, or a GhostError saying what is missing.
+    """A TensorRT executor for a valid cached engine of this model, or a TrtUnavailable saying what is missing.
 
     Engines are found through their manifests (model, precision, backend), newest first, and each is checked
     by engine_cache.validate_for_run against this GPU and backend version before it is loaded. An FP32 engine
     must also come from this very ONNX; FP16/INT8 engines are built from derived ONNX files whose hash the
-    manifest holds, so for those the manifest's own checks are what we have."""
-    from ghostrt.runtime.backends import engine_cache, trt_backend
+    manifest holds, so for those the manifest's own checks are what we have. The executor gets the runtime
+    cache beside the engine (TensorRT-RTX's JIT-compiled kernels, kept between starts)."""
+    from ghostrt.runtime.backends import engine_cache, trt_backend, trt_executor
 
-    gpu, _why = trt_backend.probe_gpu()
+    gpu, why = trt_backend.probe_gpu()
     if gpu is None:
-        raise GhostError(NO_GPU)
-    backend = trt_backend.load_backend(backend_name)
+        raise TrtUnavailable(f"{NO_GPU} ({why})", TrtUnavailable.NO_GPU)
+    try:
+        backend = trt_backend.load_backend(backend_name)
+    except GhostError as err:
+        raise TrtUnavailable(str(err), TrtUnavailable.NO_BACKEND) from None
     onnx_sha = engine_cache.sha256_file(model_onnx) if precision == "fp32" and model_onnx.is_file() else None
-    path, _ = engine_cache.engine_for_run(engines_dir, model_onnx.stem, precision, backend_name, gpu,
-                                          backend.version, onnx_sha)
-    return Choice(trt_backend.TrtExecutor(path, backend), backend_name,
-                  f"{backend.title} {precision} engine {path.name} on {gpu.name}", precision)
+    try:
+        path, _ = engine_cache.engine_for_run(engines_dir, model_onnx.stem, precision, backend_name, gpu,
+                                              backend.version, onnx_sha)
+    except GhostError as err:
+        stage = TrtUnavailable.NO_ENGINE if "; build it with" in str(err) else TrtUnavailable.REFUSED
+        raise TrtUnavailable(str(err), stage) from None
+    try:
+        executor = trt_executor.TrtExecutor(path, backend, trt_executor.runtime_cache_path(path, gpu))
+    except (GhostError, ImportError, OSError, RuntimeError) as err:
+        raise TrtUnavailable(str(err), TrtUnavailable.FAILED) from None
+    reason = f"{backend.title} {precision} engine {path.name} on {gpu.name}"
+    return Choice(executor, backend_name, reason + "".join(f"; {w}" for w in executor.warnings), precision)
 
 
 def _openvino_choice(model_onnx: Path, precision: str, engines_dir: Path, threads: int | None,
@@ -146,15 +177,17 @@ def make_executor(model_onnx, backend: str = "auto", precision: str = "fp16", en
     if backend == "openvino":
         return _openvino_choice(model_onnx, precision, engines_dir, threads, strict=True)
     if backend == "auto":
-        reasons = []
+        failures = []
         for candidate in ("trt", "trt-rtx"):
             try:
                 return _trt_choice(model_onnx, candidate, precision, engines_dir)
             except (GhostError, ImportError, OSError, RuntimeError) as err:
-                reasons.append(str(err))
-                if str(err) == NO_GPU:
+                failures.append(err)
+                if getattr(err, "stage", None) == TrtUnavailable.NO_GPU:
                     break
-        why = "no CUDA GPU" if not reasons or reasons[0] == NO_GPU else f"no usable TensorRT engine: {reasons[0]}"
+        furthest = max(failures, key=lambda err: getattr(err, "stage", TrtUnavailable.FAILED))
+        why = (str(furthest).replace(NO_GPU, "no CUDA GPU", 1) if getattr(furthest, "stage", None) == TrtUnavailable.NO_GPU
+               else f"no usable TensorRT engine: {furthest}")
         try:
             choice = _openvino_choice(model_onnx, precision, engines_dir, threads, strict=False)
             choice.reason += f" ({why})"

@@ -22,6 +22,7 @@ from typing import Mapping
 from ghostrt.atomic import atomic_path
 from ghostrt.errors import GhostError, file_error
 from ghostrt.runtime.backends.cuda_driver import CUDA_PYTHON_PIN, GpuInfo, probe_gpu  # noqa: F401 (re-exported)
+from ghostrt.runtime.backends.cuda_driver import check as _check, require_cudart as _cudart  # noqa: F401 (bench/device)
 
 # The Python modules each backend may come as, first found wins: TensorRT-RTX's pip wheels install
 # `tensorrt_rtx_bindings`, NVIDIA's tarball wheels and samples `tensorrt_rtx`.

@@ -43,14 +43,6 @@ def describe_diagnostics(trt, diagnostics) -> str:
     return "; ".join(f"{name}: {DIAGNOSTICS.get(name, name.lower())}" for name in names) or "no diagnostics"
 
 
-def _cudart():
-    try:
-        return cuda_driver.load_cudart()
-    except ImportError:
-        raise GhostError(f"running a TensorRT engine needs cuda-python: pip install "
-                         f"{cuda_driver.CUDA_PYTHON_PIN}") from None
-
-
 class TrtExecutor:
     """Runs one engine; tensors are bound by name. Buffers (pinned host + device) are allocated once for the
     profile's max shapes and reused for every smaller batch. TensorRT-RTX captures CUDA graphs itself, per shape,
@@ -64,7 +56,7 @@ class TrtExecutor:
         self.runtime_cache_path = Path(runtime_cache_path) if runtime_cache_path else None
         self.warnings: list[str] = []           # said once each (SUBOPTIMAL engine, stale runtime cache, ...)
         self._log, self._cuda_graphs, self._closed = log, cuda_graphs, False
-        self._trt, self._cudart = backend.module, _cudart()
+        self._trt, self._cudart = backend.module, cuda_driver.require_cudart()
         self.engine = self.context = self.stream = self._runtime = self._runtime_cache = None
         self._contexts: list[tuple] = []        # (context, its runtime config): they live and die together
         self._graphs: dict[tuple, tuple | None] = {}   # shapes → (context, graph exec), or None: plain enqueue
