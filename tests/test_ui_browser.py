@@ -85,3 +85,51 @@ def test_image_tab_with_a_fake_swapper(fake_app, photos, tmp_path):
         h, w = src.shape[:2]
         assert np.array_equal(got[int(h * .3) + 2, int(w * .3) + 2], 255 - src[int(h * .3) + 2, int(w * .3) + 2])
         assert Image.open(out).info.get("ghostrt:altered") is not None
+
+
+def start_live(page, url, photo):
+    page.goto(url)
+    page.click("#tab-live")
+    page.set_input_files("#live-sources", str(photo))
+    page.wait_for_selector("#live-start:not([disabled])", timeout=10000)
+    page.click("#live-start")
+
+
+def live_numbers(page):
+    return page.evaluate("({fps: ghostrt.live.fps, p50: ghostrt.live.p50, p99: ghostrt.live.p99, "
+                         "server: ghostrt.live.server, sid: ghostrt.live.sid})")
+
+
+def corner_pixels(page):
+    """Mean RGB of the displayed remote frame's bottom-left band (the server's "AI-altered" mark) and centre."""
+    return page.evaluate("""() => { const v = document.querySelector('#live-video');
+        const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+        const x = c.getContext('2d'); x.drawImage(v, 0, 0);
+        const d = x.getImageData(0, c.height - 12, 60, 10).data; let m = 0, s = 0, n = 0;
+        for (let i = 0; i < d.length; i += 4) { m = Math.max(m, d[i]); s += d[i]; n++; }
+        return {w: c.width, h: c.height, markMax: m, markMean: s / n}; }""")
+
+
+def test_live_two_sessions_over_webrtc_one_leaves(fake_app, photos, tmp_path):
+    clip = write_y4m(tmp_path / "astronaut.y4m")
+    with chromium(tmp_path, camera=clip, count=2) as (ctx_a, ctx_b):
+        a, b = ctx_a.new_page(), ctx_b.new_page()
+        start_live(a, fake_app, photos["face"])
+        start_live(b, fake_app, photos["face"])
+        for page in (a, b):
+            page.wait_for_function("ghostrt.live.fps > 3 && ghostrt.live.p50 !== null", timeout=30000)
+            assert "capture→display p50" in page.inner_text("#live-stats")
+        na, nb = live_numbers(a), live_numbers(b)
+        assert na["sid"] != nb["sid"] and nb["server"]["streams"] == 2
+        assert 0 < na["p50"] < 3000 and na["p99"] >= na["p50"]
+        frame = corner_pixels(a)
+        assert (frame["w"], frame["h"]) == (320, 240)
+        assert frame["markMax"] > 200 and frame["markMean"] < 150, frame     # white text on the darkened band (unmarked: ~200)
+        assert a.is_visible(".mark") and "AI-altered" in a.inner_text(".mark")
+        # one leaves: the other keeps getting frames, and the server freed the session
+        a.click("#live-stop")
+        a.close()
+        before = b.evaluate("ghostrt.live.server.frames_out")
+        b.wait_for_function(f"ghostrt.live.server.frames_out > {before + 10} && ghostrt.live.server.streams === 1",
+                            timeout=20000)
+        assert live_numbers(b)["fps"] > 3

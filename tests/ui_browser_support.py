@@ -13,7 +13,10 @@ import numpy as np
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 # two live tabs at once: the one not in front must keep rendering and running its timers
+                 "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows",
+                 "--disable-background-timer-throttling"]
 
 
 def free_port() -> int:
@@ -65,20 +68,23 @@ def write_y4m(path: Path, frames: int = 30, size=(320, 240), fps: int = 15) -> P
 
 
 @contextlib.contextmanager
-def chromium(tmp_path: Path, camera: Path | None = None):
-    """A fresh headless Chromium (its own user-data-dir); with camera, a fake webcam playing that y4m."""
+def chromium(tmp_path: Path, camera: Path | None = None, count: int = 1):
+    """A fresh headless Chromium (its own user-data-dir); with camera, a fake webcam playing that y4m. With
+    count > 1, that many separate browsers (a list): two live sessions as two people would open them."""
     from playwright.sync_api import sync_playwright
 
     args = list(CHROMIUM_ARGS)
     if camera is not None:
         args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                  f"--use-file-for-fake-video-capture={camera}"]
-    profile = tmp_path / "chromium-profile"
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(str(profile), executable_path=str(CHROMIUM), headless=True,
-                                                        args=args, accept_downloads=True,
-                                                        viewport={"width": 1400, "height": 1000})
+        contexts = []
         try:
-            yield context
+            for i in range(count):
+                contexts.append(pw.chromium.launch_persistent_context(
+                    str(tmp_path / f"chromium-profile-{i}"), executable_path=str(CHROMIUM), headless=True,
+                    args=args, accept_downloads=True, viewport={"width": 1400, "height": 1000}))
+            yield contexts[0] if count == 1 else contexts
         finally:
-            context.close()
+            for context in contexts:
+                context.close()
