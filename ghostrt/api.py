@@ -18,7 +18,7 @@ from ghostrt.runtime.swap.timer import StageTimer
 from ghostrt.runtime.swap.video_swapper import VideoSwapper
 from ghostrt.runtime.types import Face
 
-Photo = Union[str, Path, np.ndarray]
+Photo = Union[str, Path, np.ndarray, tuple]   # a path, an H×W×3 uint8 RGB array, or (name, array)
 
 __all__ = ["Face", "Identity", "Photo", "Swapper", "SwapResult", "SwappedFace"]
 
@@ -47,6 +47,8 @@ def _read_photo(photo: Photo, index: int) -> tuple[Path | str, np.ndarray]:
 
     if isinstance(photo, np.ndarray):
         return f"photo {index + 1} (array)", _check_frame(photo, f"photo {index + 1}")
+    if isinstance(photo, tuple) and len(photo) == 2:        # already read: (the name errors use, the pixels)
+        return photo[0], _check_frame(photo[1], str(photo[0]))
     return Path(photo), image_io.read_image(Path(photo))[0]
 
 
@@ -116,9 +118,10 @@ class Swapper:
     # ---------------------------------------------------------------------------------------- identities
 
     def identity(self, photos: Photo | Sequence[Photo], role: str = "--source") -> Identity:
-        """One identity from photos (paths or H×W×3 uint8 RGB arrays): the largest face of each. A photo
-        without a face raises GhostError naming it."""
-        if isinstance(photos, (str, Path, np.ndarray)):
+        """One identity from photos (paths, H×W×3 uint8 RGB arrays, or (name, array) pairs): the largest face of
+        each. A photo without a face raises GhostError naming it."""
+        if isinstance(photos, (str, Path, np.ndarray)) or (isinstance(photos, tuple) and len(photos) == 2
+                                                           and isinstance(photos[1], np.ndarray)):
             photos = [photos]
         if len(photos) == 0:
             raise GhostError(f"{role}: give at least one photo")

@@ -18,6 +18,7 @@ from onnx import numpy_helper
 from PIL import Image
 
 from test_swap_image import GRACE, astronaut, grace, make_swapper, onnx_files  # noqa: F401 (fixtures)
+from ghostrt import loading
 from ghostrt.cli import main
 from ghostrt.errors import GhostError
 from ghostrt.cli import swap as swap_cli
@@ -275,8 +276,8 @@ def test_image_swap_through_openvino_equals_the_onnx_runtime_swap(onnx_files, en
 def test_cli_openvino_bf16_and_auto(tmp_path, capsys, monkeypatch, onnx_files, astronaut):
     """`swap image --backend openvino --precision bf16` without a gated bf16 blob is a one-line error (on a
     CPU without BF16 and on one with it); auto says in the summary that it ran OpenVINO."""
-    monkeypatch.setattr(swap_cli, "_resolve_nets",
-                        lambda args, log=print: (dict(onnx_files), "retinaface", ["generator"]))
+    monkeypatch.setattr(loading, "resolve_onnx",
+                        lambda *args, log=print: (dict(onnx_files), "retinaface", ["generator"], None))
     target, out, engines = tmp_path / "astronaut.png", tmp_path / "out.png", tmp_path / "engines"
     Image.fromarray(astronaut).save(target)
     argv = ["swap", "image", "--source", str(GRACE), "--target", str(target), "--output", str(out),

@@ -22,6 +22,7 @@ import skimage.data
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from ghostrt import loading
 from ghostrt.cli import main
 from ghostrt.errors import GhostError
 from ghostrt.cli import swap as swap_cli
@@ -321,9 +322,9 @@ def test_big_frame_makes_no_float_copy_of_itself(executors, astronaut, grace):
 def tiny_cli(monkeypatch, onnx_files, tmp_path_factory):
     """`ghostrt swap image` with the tiny graphs in place of the exported nets (stand-in flag on). Run from an
     empty folder: auto compiles OpenVINO blobs into the default --engines-dir (./engines), not the repo's."""
-    def fake_resolve(args, log=print):
-        return dict(onnx_files), "retinaface", ["generator", "arcface", "landmarks"]
-    monkeypatch.setattr(swap_cli, "_resolve_nets", fake_resolve)
+    def fake_resolve(*args, log=print):
+        return dict(onnx_files), "retinaface", ["generator", "arcface", "landmarks"], None
+    monkeypatch.setattr(loading, "resolve_onnx", fake_resolve)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 

@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from ghostrt import loading
 from ghostrt.cli import main
 from ghostrt.cli import swap as swap_cli
 from ghostrt.runtime.stages.graph_stages import GraphStages
@@ -41,10 +42,10 @@ def test_video_graph_stages_equal_image_graph_stages_and_opencv(executors, two_f
 
 @pytest.mark.parametrize("options", [["--overlap"], ["--graph-stages"], ["--overlap", "--graph-stages"]])
 def test_swap_video_options_run_end_to_end(tmp_path, capsys, monkeypatch, onnx_files, two_faces, options):
-    def fake_resolve(args, log=print):
-        return dict(onnx_files), "retinaface", ["generator", "arcface", "landmarks"]
+    def fake_resolve(*args, log=print):
+        return dict(onnx_files), "retinaface", ["generator", "arcface", "landmarks"], None
 
-    monkeypatch.setattr(swap_cli, "_resolve_nets", fake_resolve)
+    monkeypatch.setattr(loading, "resolve_onnx", fake_resolve)
     made = []
     real_init = VideoSwapper.__init__
 

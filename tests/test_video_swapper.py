@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from ghostrt import loading
 from ghostrt.cli import main
 from ghostrt.runtime.stages import smoothing
 from ghostrt.cli import swap as swap_cli
@@ -434,10 +435,10 @@ def write_face_clip(path: Path, frames) -> Path:
 
 
 def test_swap_video_command_uses_the_video_swapper(tmp_path, capsys, monkeypatch, onnx_files, two_faces):
-    def fake_resolve(args, log=print):
-        return dict(onnx_files), "retinaface", ["generator", "arcface", "landmarks"]
+    def fake_resolve(*args, log=print):
+        return dict(onnx_files), "retinaface", ["generator", "arcface", "landmarks"], None
 
-    monkeypatch.setattr(swap_cli, "_resolve_nets", fake_resolve)
+    monkeypatch.setattr(loading, "resolve_onnx", fake_resolve)
     frame, _ = two_faces
     clip = write_face_clip(tmp_path / "in.mp4", moving(frame[:, :320], 9))
     out = tmp_path / "out.mp4"

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 from ghostrt.errors import GhostError
+from ghostrt.loading import DETECTORS
 from ghostrt.runtime.backends.executors import BACKENDS, PRECISIONS
 
-DETECTORS = ("scrfd", "retinaface")
-USED_MODELS = ("generator", "arcface", "landmarks")
 STANDIN_BANNER = "!! STAND-IN (untrained) weights: not a real face swap"
 
 
@@ -66,135 +65,109 @@ def register(subparsers) -> None:
 # --------------------------------------------------------------------------------------------------- setup
 
 def _check_options(args) -> None:
+    """Flag checks that need no file, before any file is read."""
+    from ghostrt.loading import check_engines_dir, check_options
+
     if not -1.0 <= args.similarity <= 1.0:
         raise GhostError(f"--similarity {args.similarity}: a cosine similarity lies in [-1, 1]")
-    if args.threads is not None and args.threads < 1:
-        raise GhostError(f"--threads {args.threads}: must be at least 1")
+    check_options(args.backend, args.precision, args.detector, args.num_blocks, args.threads)
     if args.target_face and len(args.source) not in (1, len(args.target_face)):
         raise GhostError(f"{len(args.source)} --source photos for {len(args.target_face)} --target-face photos: "
                          "give one --source (used for every target face) or one per --target-face")
+    check_engines_dir(args.engines_dir)
 
 
-def _check_engines_dir(engines_dir: Path) -> None:
-    """FP32 ONNX files live under <engines-dir>/onnx; a path through a regular file can never hold them."""
-    existing = engines_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise GhostError(f"{engines_dir}: --engines-dir is not a folder ({existing} is a file)")
+def _read_photos(args):
+    from ghostrt.runtime.io import image_io
+
+    return ([image_io.read_image(p)[0] for p in args.source], [image_io.read_image(p)[0] for p in args.target_face])
 
 
-def _resolve_nets(args, log=print):
-    """FP32 ONNX per net (exported now if missing or stale), the detector kind and the stand-in flag."""
-    from ghostrt.export.models import ensure_onnx
-    from ghostrt.weights.resolve import resolve_weights
+def load_swapper(args):
+    """The library's Swapper from the shared swap options (the one factory every command uses)."""
+    from ghostrt.api import Swapper
 
-    weights = resolve_weights(args.weights_dir, num_blocks=args.num_blocks, log=log)
-    kind = args.detector or ("retinaface" if "detector" in weights.standin_models else "scrfd")
-    onnx_dir = args.engines_dir / "onnx"
-    onnx = {m: ensure_onnx(m, args.weights_dir, onnx_dir, num_blocks=args.num_blocks, log=log)
-            for m in USED_MODELS}
-    onnx["detector"] = ensure_onnx("detector" if kind == "scrfd" else "retinaface", args.weights_dir, onnx_dir,
-                                   num_blocks=args.num_blocks, log=log)
-    used = USED_MODELS + (("detector",) if kind == "scrfd" else ())
-    standin = [m for m in used if m in weights.standin_models]
-    return onnx, kind, standin
+    return Swapper.load(backend=args.backend, precision=args.precision, weights=args.weights_dir,
+                        engines=args.engines_dir, detector=args.detector, num_blocks=args.num_blocks,
+                        threads=args.threads, graph_stages=getattr(args, "graph_stages", False))
 
 
-def _make_nets(args, onnx: dict, kind: str):
-    from ghostrt.runtime.nets.detect import make_detector
-    from ghostrt.runtime.backends.executors import make_executor
-    from ghostrt.runtime.stages.graph_stages import make_stages
-    from ghostrt.runtime.swap.core import Nets
+def identities(sw, args, sources, target_faces):
+    """(who, targets) as the CLI means them: several --source photos are one averaged identity, unless they
+    pair with --target-face photos one to one; each --target-face photo is one target. Photos are passed with
+    their file names, so an error names the file."""
+    pairs = list(zip(args.source, sources))
+    if args.target_face and len(args.source) > 1:
+        who = [sw.identity([pair], "--source") for pair in pairs]
+    else:
+        who = sw.identity(pairs, "--source")
+    targets = [sw.identity([pair], "--target-face") for pair in zip(args.target_face, target_faces)]
+    return who, targets or None
 
-    choices = {m: make_executor(onnx[m], args.backend, args.precision, args.engines_dir, args.threads)
-               for m in ("detector", "arcface", "generator", "landmarks")}
-    stages = make_stages(choices["generator"].backend, args.engines_dir, args.threads,
-                         getattr(args, "graph_stages", False))
-    nets = Nets(detector=make_detector(kind, choices["detector"].executor), arcface=choices["arcface"].executor,
-                generator=choices["generator"].executor, landmarks=choices["landmarks"].executor, stages=stages)
-    return nets, choices
+
+def print_backends(sw) -> None:
+    if sw.standin_models:
+        print(f"{STANDIN_BANNER} ({', '.join(sw.standin_models)} untrained)")
+    for model, choice in sw.choices.items():
+        print(f"  backend   {model:<10} {choice.reason}")
 
 
 # ----------------------------------------------------------------------------------------------------- run
 
 def make_process(args):
     """The swap for the video and webcam loops: process_batch(frames) -> frames, labelled for the output.
-    Both use the tracking VideoSwapper; the webcam without smoothing (its 2-frame lookahead costs latency)."""
-    from ghostrt.runtime.io import image_io
-    from ghostrt.runtime.swap.image_swapper import ImageSwapper
-    from ghostrt.runtime.io.provenance_label import make_label
-    from ghostrt.runtime.swap.video_swapper import VideoSwapper
-
+    Both use the Swapper's stream; the webcam without smoothing (its 2-frame lookahead costs latency)."""
     _check_options(args)
-    _check_engines_dir(args.engines_dir)
-    sources = [(p, image_io.read_image(p)[0]) for p in args.source]
-    target_faces = [(p, image_io.read_image(p)[0]) for p in args.target_face]
-    onnx, kind, standin = _resolve_nets(args)
-    nets, choices = _make_nets(args, onnx, kind)
-    if standin:
-        print(f"{STANDIN_BANNER} ({', '.join(standin)} untrained)")
-    for model, choice in choices.items():
-        print(f"  backend   {model:<10} {choice.reason}")
-    swapper = ImageSwapper(nets, faces=args.faces, similarity=args.similarity)
-    source_embs = swapper.embed_photos(sources, "--source")
-    target_embs = swapper.embed_photos(target_faces, "--target-face") if target_faces else None
+    sources, target_faces = _read_photos(args)
+    sw = load_swapper(args)
+    print_backends(sw)
+    who, targets = identities(sw, args, sources, target_faces)
     video = args.swap_mode == "video"
-    process = VideoSwapper(nets, source_embs, target_embs, faces=args.faces, similarity=args.similarity,
-                           batch=args.batch if video else 1, detect_every=args.detect_every if video else 1,
-                           smoothing=video, overlap=getattr(args, "overlap", None) or None)
-    process.standin_weights = bool(standin)
-    process.label = make_label(1, bool(standin), operation=f"{args.swap_mode} face swap")
+    process = sw.stream(who, targets, faces=args.faces, similarity=args.similarity,
+                        batch=args.batch if video else 1, detect_every=args.detect_every if video else 1,
+                        smoothing=video, overlap=getattr(args, "overlap", None) or None)
+    process.standin_weights = bool(sw.standin_models)
+    process.label = sw.label(1, operation=f"{args.swap_mode} face swap")
+    process.swapper = sw
     return process
 
 
 def run_image(args) -> int:
     from ghostrt.runtime.io import image_io
-    from ghostrt.runtime.io.provenance_label import make_label
+    from ghostrt.runtime.swap.timer import StageTimer
 
     started = time.perf_counter()
     _check_options(args)
-    _check_engines_dir(args.engines_dir)
     image_io.check_output_path(args.output)
     if args.debug_sheet is not None:
         image_io.check_output_path(args.debug_sheet, "debug sheet")
         if args.debug_sheet.resolve() == args.output.resolve():
             raise GhostError(f"{args.debug_sheet}: the debug sheet would overwrite --output")
-    read_start = time.perf_counter()
-    sources = [(p, image_io.read_image(p)[0]) for p in args.source]
-    target_faces = [(p, image_io.read_image(p)[0]) for p in args.target_face]
-    target_rgb, target_alpha, target_info = image_io.read_image(args.target)
-    read_seconds = time.perf_counter() - read_start
-
-    from ghostrt.runtime.swap.image_swapper import ImageSwapper
-
-    from ghostrt.runtime.swap.timer import StageTimer
-
     timer = StageTimer()
-    timer.seconds["read"] = read_seconds
-    with timer.stage("prepare"):      # weights and FP32 ONNX: instant when fresh, an export otherwise
-        try:
-            onnx, kind, standin = _resolve_nets(args)
-        except OSError as err:        # e.g. a read-only --engines-dir or --weights-dir that needs writing
-            raise GhostError(f"{err.filename or args.engines_dir}: {err.strerror or err}") from err
-    with timer.stage("load"):
-        nets, choices = _make_nets(args, onnx, kind)
-    swapper = ImageSwapper(nets, faces=args.faces, similarity=args.similarity, timer=timer)
-    source_embs = swapper.embed_photos(sources, "--source")
-    target_embs = swapper.embed_photos(target_faces, "--target-face") if target_faces else None
-    result = swapper.swap(target_rgb, source_embs, target_embs)
+    with timer.stage("read"):
+        sources, target_faces = _read_photos(args)
+        target_rgb, target_alpha, target_info = image_io.read_image(args.target)
+    with timer.stage("load"):       # weights and FP32 ONNX (an export only when missing), then the executors
+        sw = load_swapper(args)
+    with sw:
+        with timer.stage("identity"):
+            who, targets = identities(sw, args, sources, target_faces)
+        result = sw.swap(target_rgb, who, faces=args.faces, targets=targets, similarity=args.similarity)
+        for name, ms in result.timings.items():
+            timer.seconds[name] = timer.seconds.get(name, 0.0) + ms / 1000.0
+        standin = sw.standin_models
+        label = sw.label(len(result.swapped))
+        with timer.stage("write"):
+            notes = image_io.write_image(args.output, result.frame, target_alpha, label, target_info.icc_profile)
+        if args.debug_sheet is not None:
+            from ghostrt.runtime.io.debug_sheet import write_debug_sheet
 
-    label = make_label(len(result.swapped), bool(standin))
-    with timer.stage("write"):
-        notes = image_io.write_image(args.output, result.frame, target_alpha, label, target_info.icc_profile)
-    if args.debug_sheet is not None:
-        from ghostrt.runtime.io.debug_sheet import write_debug_sheet
-
-        with timer.stage("sheet"):
-            write_debug_sheet(args.debug_sheet, target_rgb, result, timer.seconds, standin_models=standin,
-                              title=f"{args.target.name} -> {args.output.name}  ({kind}, {choices['generator'].backend})",
-                              label=label)
-    _print_summary(args, result, target_info, notes, choices, kind, standin, timer, time.perf_counter() - started)
+            with timer.stage("sheet"):
+                write_debug_sheet(args.debug_sheet, target_rgb, result, timer.seconds, standin_models=standin,
+                                  title=f"{args.target.name} -> {args.output.name}  "
+                                        f"({sw.detector_kind}, {sw.choices['generator'].backend})", label=label)
+        _print_summary(args, result, target_info, notes, sw.choices, sw.detector_kind, standin, timer,
+                       time.perf_counter() - started)
     return 0
 
 
