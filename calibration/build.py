@@ -38,6 +38,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 VIDEO_FRAMES = 24
 
+DEFAULT_OUT = Path("calibration/sets/default.npz")
+
 
 @dataclass
 class Photo:
@@ -323,3 +325,22 @@ def read_provenance(npz_path) -> dict:
     if not path.is_file():
         raise file_error(path, "provenance JSON missing beside the calibration set")
     return json.loads(path.read_text())
+
+
+def arcface_embedder(weights_dir=None, onnx_dir=None):
+    """embed(faces N×3×112×112) -> raw N×512 embeddings from the FP32 ArcFace ONNX (exported if needed)."""
+    from ghostrt.export.fidelity import run_onnx
+    from ghostrt.export.models import DEFAULT_ONNX_DIR, ensure_onnx
+
+    path = ensure_onnx("arcface", weights_dir=weights_dir, onnx_dir=onnx_dir or DEFAULT_ONNX_DIR)
+
+    def embed(faces):
+        return next(iter(run_onnx(path, {"face": faces}).values()))
+
+    return embed
+
+
+def build(out, images=None, weights_dir=None, embed: bool = True) -> dict:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return build_calibration_set(out, images, arcface_embedder(weights_dir) if embed else None)

@@ -32,7 +32,7 @@ def convert_precision(src: Path, dst: Path, model: str, precision: str, calibrat
                       weights_dir=None) -> tuple[dict, dict]:
     """Write the precision variant of `src` to `dst` through the same path as `ghostrt check` (trained INT8 nets
     get the accuracy-gated fallback) and measure it. Returns (recipe for the engine key, fidelity row)."""
-    from ghostrt.cli.check import make_variant
+    from ghostrt.export.fidelity_check import make_variant
     from ghostrt.export.fidelity import GATES
 
     row = make_variant(model, precision, src, dst, GATES[precision], weights_dir, src.parent, calibration_npz)
@@ -56,7 +56,7 @@ def converter_sha256() -> str:
 
 
 def default_calibration_npz() -> Path:
-    from ghostrt.cli.calibrate import DEFAULT_OUT
+    from ghostrt.calibration.build import DEFAULT_OUT
     return Path(DEFAULT_OUT)
 
 
@@ -204,7 +204,7 @@ def build_models(models, precision: str, backend: str = "auto", max_batch: int =
                            source_onnx=source, rtx_target=rtx_target, log=log)
         missed = None
         if fidelity is not None:
-            from ghostrt.cli.check import gate_verdict
+            from ghostrt.export.fidelity_check import gate_verdict
 
             missed = gate_verdict(fidelity)
             engine_cache.record_fidelity(result.manifest_path, {**_fidelity_summary(fidelity),

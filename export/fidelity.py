@@ -297,7 +297,7 @@ def reference_for(model: str, fp32: Path, weights_dir=None, onnx_dir=None) -> Re
     the one every variant, engine and blob of a net is gated against."""
     embed = None
     if model == "generator":
-        from ghostrt.cli.calibrate import arcface_embedder
+        from ghostrt.calibration.build import arcface_embedder
 
         embed = arcface_embedder(weights_dir, onnx_dir or Path(fp32).parent)
     return validation_reference(model, fp32, embed)

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ghostrt import __version__
+from ghostrt.version import __version__
 from ghostrt.atomic import atomic_path
 from ghostrt.checksum import sha256_file
 from ghostrt.errors import GhostError

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ghostrt.errors import GhostError
 
-__version__ = "0.1.0"
+from ghostrt.version import __version__
 __all__ = ["GhostError", "Identity", "Swapper", "SwapResult", "verify", "__version__"]
 
 if TYPE_CHECKING:

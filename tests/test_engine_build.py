@@ -174,7 +174,7 @@ def test_engine_runs_and_matches_onnxruntime(tmp_path, rtx):
     manifest = engine_cache.read_manifest(result.manifest_path)
     engine_cache.validate_for_run(manifest, rtx_gpu(), rtx.version)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    with trt_backend.TrtExecutor(result.engine_path, rtx, runtime_cache_path=tmp_path / "rt.cache") as executor:
+    with trt_executor.TrtExecutor(result.engine_path, rtx, runtime_cache_path=tmp_path / "rt.cache") as executor:
         assert executor.input_names == ["x"] and executor.output_names == ["y"]
         for batch in (1, 3, 3, 3, 2):                   # repeats exercise the CUDA-graph replay
             x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32), dtype=np.float32)
@@ -189,11 +189,11 @@ def test_executor_opens_on_an_rtx_gpu_and_refuses_in_one_line_elsewhere(tmp_path
     """No GPU, or a GPU TensorRT-RTX cannot run on: one line naming the engine, never a crash inside CUDA."""
     result = engine_build.build_one("small", small_onnx(tmp_path / "small.onnx"), "fp32", rtx, tmp_path, **QUIET)
     if rtx_gpu() is not None:
-        with trt_backend.TrtExecutor(result.engine_path, rtx) as executor:
+        with trt_executor.TrtExecutor(result.engine_path, rtx) as executor:
             assert executor.input_names == ["x"] and executor.output_names == ["y"]
         return
     with pytest.raises(GhostError) as err:
-        trt_backend.TrtExecutor(result.engine_path, rtx)
+        trt_executor.TrtExecutor(result.engine_path, rtx)
     message = str(err.value)
     assert message.startswith(f"{result.engine_path}: ") and "\n" not in message
     if trt_backend.probe_gpu()[0] is None:

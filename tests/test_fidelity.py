@@ -120,7 +120,7 @@ def test_check_exits_2_with_the_numbers_when_the_gate_is_missed(tmp_path, capsys
 
 
 def test_fidelity_json_merges_per_model_and_precision(tmp_path):
-    from ghostrt.cli.check import merge_results
+    from ghostrt.export.fidelity_check import merge_results
 
     out = tmp_path / "bench" / "fidelity.json"
     machine = {"cpu": "test", "cores": 1}
@@ -135,7 +135,7 @@ def test_fidelity_json_merges_per_model_and_precision(tmp_path):
 
 def test_gate_overrides_are_checked():
     from ghostrt.errors import GhostError
-    from ghostrt.cli.check import parse_gate, parse_models
+    from ghostrt.export.fidelity_check import parse_gate, parse_models
 
     assert parse_gate("int8", ["detector_iou=0.9"]).detector_iou == 0.9
     with pytest.raises(GhostError, match="unknown threshold"):
@@ -148,7 +148,7 @@ def test_check_compares_engines_only_where_a_gpu_is_visible(tmp_path, monkeypatc
     """On a GPU machine `ghostrt check` also runs the built engine against FP32; with none it must not try."""
     import argparse
 
-    from ghostrt.cli.check import engine_numbers
+    from ghostrt.export.fidelity_check import engine_numbers
     from ghostrt.runtime.backends import trt_backend
 
     monkeypatch.setattr(trt_backend, "probe_gpu", lambda: (None, "no GPU (test)"))

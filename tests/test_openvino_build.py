@@ -242,7 +242,7 @@ def test_tensorrt_build_refuses_bf16_and_openvino_refuses_fp16(tiny):
 def test_check_records_the_openvino_gated_numbers_and_leaves_the_tensorrt_row(tiny, monkeypatch, capsys):
     """Trained INT8 with --backend openvino: the OpenVINO-gated plan's blob is measured and recorded under
     'int8/openvino'; the ONNX Runtime row TensorRT builds from ('int8') is neither remade nor overwritten."""
-    from ghostrt.cli import check as check_cli
+    from ghostrt.export import fidelity_check as check_cli
     from ghostrt.export import models
 
     def no_make_variant(*_, **__):

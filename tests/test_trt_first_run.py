@@ -297,7 +297,7 @@ def test_the_tarball_module_name_tensorrt_rtx_is_found(fake, monkeypatch, capsys
 # ----------------------------------------------------------------------- check: one chunk loop, run_chunked
 
 def test_check_runs_the_engine_through_run_chunked(fake, tmp_path, monkeypatch):
-    from ghostrt.cli import check
+    from ghostrt.export import fidelity_check as check
     from ghostrt.export import fidelity
 
     onnx_dir = tmp_path / "onnx"

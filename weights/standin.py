@@ -7,7 +7,7 @@ real swap; the folder's README and standin.json say so, and everything downstrea
 import json
 from pathlib import Path
 
-from ghostrt import __version__
+from ghostrt.version import __version__
 from ghostrt.atomic import atomic_path
 
 MARKER = "standin.json"

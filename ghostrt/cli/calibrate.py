@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-DEFAULT_OUT = Path("calibration/sets/default.npz")
+from ghostrt.calibration.build import DEFAULT_OUT, build
 
 
 def register(subparsers) -> None:
@@ -19,27 +19,6 @@ def register(subparsers) -> None:
     parser.add_argument("--no-embed", action="store_true",
                         help="random source embeddings instead of exporting ArcFace (recorded in the provenance)")
     parser.set_defaults(func=run)
-
-
-def arcface_embedder(weights_dir=None, onnx_dir=None):
-    """embed(faces N×3×112×112) -> raw N×512 embeddings from the FP32 ArcFace ONNX (exported if needed)."""
-    from ghostrt.export.fidelity import run_onnx
-    from ghostrt.export.models import DEFAULT_ONNX_DIR, ensure_onnx
-
-    path = ensure_onnx("arcface", weights_dir=weights_dir, onnx_dir=onnx_dir or DEFAULT_ONNX_DIR)
-
-    def embed(faces):
-        return next(iter(run_onnx(path, {"face": faces}).values()))
-
-    return embed
-
-
-def build(out, images=None, weights_dir=None, embed: bool = True) -> dict:
-    from ghostrt.calibration.build import build_calibration_set
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return build_calibration_set(out, images, arcface_embedder(weights_dir) if embed else None)
 
 
 def run(args) -> int:

@@ -7,7 +7,7 @@ imports torch, needs no GPU and compiles nothing (OpenVINO is only asked for the
 import platform
 import sys
 
-import ghostrt
+from ghostrt.version import __version__
 from ghostrt.errors import GhostError
 from ghostrt.runtime.backends import cuda_driver, host, openvino_backend, trt_backend
 
@@ -63,7 +63,7 @@ def report() -> list[tuple[str, str]]:
     gpu, how = trt_backend.probe_gpu()
     found = {b.name: b for b in backends}
     rows = [("python", f"{platform.python_version()} ({sys.executable})"),
-            ("ghostrt", ghostrt.__version__)]
+            ("ghostrt", __version__)]
     for name, modules in trt_backend.MODULE_NAMES.items():
         title = trt_backend.BACKEND_TITLES[name]
         rows.append((name, f"{title} {found[name].version} (import {found[name].module_name})" if name in found

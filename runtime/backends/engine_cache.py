@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ghostrt import __version__
+from ghostrt.version import __version__
 from ghostrt.atomic import atomic_path
 from ghostrt.checksum import sha256_file
 from ghostrt.errors import GhostError, file_error

@@ -210,11 +210,3 @@ def _load_timing_cache(backend: Backend, config, path, log):
 def _save_timing_cache(config, path) -> None:
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-
-
-def __getattr__(name: str):
-    """TrtExecutor lives in trt_executor.py (it needs cuda-python); `trt_backend.TrtExecutor` still finds it."""
-    if name == "TrtExecutor":
-        from ghostrt.runtime.backends.trt_executor import TrtExecutor
-        return TrtExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

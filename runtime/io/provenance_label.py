@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from PIL import Image, PngImagePlugin
 
-from ghostrt import __version__
+from ghostrt.version import __version__
 
 PNG_KEY = "ghostrt:altered"
 NS_GHOSTRT = "urn:ghostrt:provenance:1.0"
