@@ -132,13 +132,17 @@ class Swapper:
         """The faces of one frame, as the swap sees them."""
         return self.nets.detector.detect([_check_frame(frame)])[0]
 
-    def _sources(self, who: Identity | Sequence[Identity]) -> np.ndarray:
+    def _sources(self, who: Identity | Sequence[Identity], paired: bool = False) -> np.ndarray:
+        """Raw source rows: one Identity's photos (averaged by the swap), or one averaged row per Identity
+        when they pair with target faces."""
         if isinstance(who, Identity):
-            return who.embeddings
+            return who.embedding[None] if paired else who.embeddings
         who = list(who)
         if not who or not all(isinstance(w, Identity) for w in who):
             raise GhostError("who: give an Identity (Swapper.identity) or a list of them")
-        return who[0].embeddings if len(who) == 1 else np.stack([w.embedding for w in who])
+        if len(who) == 1 and not paired:
+            return who[0].embeddings
+        return np.stack([w.embedding for w in who])
 
     def _targets(self, frame: np.ndarray | None, targets) -> np.ndarray | None:
         if targets is None:
@@ -177,8 +181,8 @@ class Swapper:
                    ) -> list[SwapResult]:
         """Many independent frames (sizes may differ), the nets batched across them."""
         frames = [_check_frame(f, f"frame {i + 1}") for i, f in enumerate(frames)]
-        sources = self._sources(who)
         target_embs = targets if isinstance(targets, np.ndarray) or targets is None else self._targets(None, targets)
+        sources = self._sources(who, paired=target_embs is not None)
         self._check_pairing(sources, target_embs)
         _check_similarity(similarity)
         swapper = ImageSwapper(self.nets, faces=faces, similarity=similarity, timer=StageTimer())
@@ -192,8 +196,8 @@ class Swapper:
         process_batch(frames) → frames in order (up to 2 held back for smoothing), flush() → the rest."""
         check_face_rule(faces)
         _check_similarity(similarity)
-        sources = self._sources(who)
         target_embs = self._targets(None, targets)
+        sources = self._sources(who, paired=target_embs is not None)
         self._check_pairing(sources, target_embs)
         return VideoSwapper(self.nets, sources, target_embs, faces=faces, similarity=similarity, batch=batch,
                             detect_every=detect_every, smoothing=smoothing, timer=timer, overlap=overlap,

@@ -13,7 +13,7 @@ import pytest
 
 from ghostrt.errors import GhostError
 from ghostrt.export import engine_build
-from ghostrt.runtime.backends import engine_cache, trt_backend
+from ghostrt.runtime.backends import engine_cache, trt_backend, trt_executor
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
