@@ -169,7 +169,7 @@ def test_bench_tiny_config_writes_json_and_chart(tiny, tmp_path, monkeypatch, ca
         nets, {"generator": "tiny ONNX on ORT"}, {"generator": "ort fp32"}, reference, "retinaface", weights))
     engines = tmp_path / "engines"                      # the floor counts the MACs of the tiny nets' ONNX
     engines.mkdir()
-    (engines / "onnx").symlink_to(nets.generator.path.parent, target_is_directory=True)
+    (engines / "onnx").symlink_to(nets.generator.executor.path.parent, target_is_directory=True)
     args = _parse(["bench", "--frames", "1", "--batch", "1", "--warmup", "0", "--frame-size", "384x384",
                    "--out-dir", str(tmp_path / "bench"), "--engines-dir", str(engines)])
     assert args.func(args) == 0

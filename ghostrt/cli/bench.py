@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ghostrt.errors import GhostError
-
+from ghostrt.loading import USED_MODELS
 from ghostrt.runtime.backends.executors import BACKENDS, PRECISIONS
 
-USED_MODELS = ("generator", "arcface", "landmarks")
 STANDIN_BANNER = "!! STAND-IN (untrained) weights: timings are real, swaps are not"
 
 
@@ -126,22 +125,10 @@ class Pipelines:
 
 def load_pipelines(args, log=print) -> Pipelines:
     """ghostrt's nets exactly as `ghostrt swap` makes them, and the reference on the same weight files."""
-    from ghostrt.export.models import ensure_onnx
-    from ghostrt.runtime.nets.detect import make_detector
-    from ghostrt.runtime.backends.executors import make_executor
-    from ghostrt.runtime.swap.core import Nets
-    from ghostrt.weights.resolve import resolve_weights
+    from ghostrt.loading import build_nets, resolve_onnx
 
-    weights = resolve_weights(args.weights_dir, num_blocks=args.num_blocks, log=log)
-    kind = args.detector or ("retinaface" if "detector" in weights.standin_models else "scrfd")
-    onnx_dir = args.engines_dir / "onnx"
-    onnx = {m: ensure_onnx(m, args.weights_dir, onnx_dir, num_blocks=args.num_blocks, log=log) for m in USED_MODELS}
-    onnx["detector"] = ensure_onnx("detector" if kind == "scrfd" else "retinaface", args.weights_dir, onnx_dir,
-                                   num_blocks=args.num_blocks, log=log)
-    choices = {m: make_executor(onnx[m], args.backend, args.precision, args.engines_dir, args.threads)
-               for m in ("detector", "arcface", "generator", "landmarks")}
-    nets = Nets(detector=make_detector(kind, choices["detector"].executor), arcface=choices["arcface"].executor,
-                generator=choices["generator"].executor, landmarks=choices["landmarks"].executor)
+    onnx, kind, _, weights = resolve_onnx(args.weights_dir, args.engines_dir, args.detector, args.num_blocks, log)
+    nets, choices = build_nets(onnx, kind, args.backend, args.precision, args.engines_dir, args.threads)
     described = describe_weights(weights, kind, args.num_blocks)
     reference = None
     if not args.skip_reference:
