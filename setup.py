@@ -1,10 +1,12 @@
 """Each top-level folder is one subpackage of `ghostrt` (the layout the project asked for); setuptools finds
 the packages inside each, so a new module or folder needs no list kept by hand."""
 
+import tomllib
+from pathlib import Path
+
 from setuptools import find_namespace_packages, setup
 
-ROOTS = {"ghostrt": "ghostrt", "ghostrt.runtime": "runtime", "ghostrt.export": "export",
-         "ghostrt.calibration": "calibration", "ghostrt.weights": "weights", "ghostrt.bench": "bench"}
+ROOTS = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())["tool"]["ghostrt"]["package-dirs"]
 
 packages, package_dir = [], {}
 for name, folder in ROOTS.items():

@@ -270,8 +270,8 @@ def verdict(runs: list[dict], frame_size: tuple[int, int]) -> dict:
             "pass": growth <= margin}
 
 
-CODE_WATCHED = ("runtime/video_swapper.py", "runtime/video_loop.py", "runtime/video_io.py", "runtime/video_writer.py",
-                "runtime/video_cli.py", "runtime/cli.py", "runtime/executors.py")
+CODE_WATCHED = ("runtime/swap/core.py", "runtime/swap/video_swapper.py", "runtime/loops/video_loop.py", "runtime/io/video_io.py",
+                "runtime/io/video_writer.py", "ghostrt/cli/swap_video.py", "ghostrt/cli/swap.py", "runtime/backends/executors.py")
 
 
 def code_version(repo: Path) -> dict:

@@ -12,7 +12,6 @@ import platform
 import re
 import resource
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -176,13 +175,10 @@ def machine_info() -> dict:
     from ghostrt.runtime.backends.trt_backend import probe_gpu
 
     gpu, how = probe_gpu()
-    cores = os.cpu_count() or 1
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    return {"cpu": host.cpu_model(), "cores": cores, "usable_cores": usable, "ram_gb": _ram_gb(),
+    return {**host.machine_info(), "ram_gb": _ram_gb(),
             "gpu": None if gpu is None else {"name": gpu.name, "compute_capability": gpu.compute_capability,
                                              "driver": gpu.driver},
-            "gpu_probe": how, "os": platform.platform(), "python": platform.python_version(),
-            "versions": versions(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "gpu_probe": how, "versions": versions()}
 
 
 def machine_slug(machine: dict) -> str:

@@ -32,7 +32,6 @@ NET_INPUTS = {
     "retinaface": ("input",),                      # N×3×640×640 RetinaFace letterbox, BGR − mean
     "landmarks": ("face",),                        # N×3×192×192 RGB 0–255
 }
-CROP = 224
 CALIBRATION_GAINS = (0.7, 1.3)       # lighting jitter for calibration; validation uses the untouched photos
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
@@ -318,13 +317,6 @@ def load_calibration(npz_path, net: str) -> dict[str, np.ndarray]:
             return inputs_for(data, net)
         except GhostError as err:
             raise file_error(npz_path, str(err)) from None
-
-
-def read_provenance(npz_path) -> dict:
-    path = provenance_path(npz_path)
-    if not path.is_file():
-        raise file_error(path, "provenance JSON missing beside the calibration set")
-    return json.loads(path.read_text())
 
 
 def arcface_embedder(weights_dir=None, onnx_dir=None):

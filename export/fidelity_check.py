@@ -4,10 +4,7 @@ the blob OpenVINO compiles for this CPU (from the INT8 variant, or bf16/fp32 fro
 the same way and recorded under "<precision>/openvino"; a trained net's INT8 variant is then the one searched
 and gated on OpenVINO itself (export.openvino_gate), and TensorRT's ONNX Runtime row is left untouched."""
 
-import datetime
 import json
-import os
-import platform
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -49,18 +46,12 @@ def parse_gate(precision: str, overrides) -> "Gate":
 
 
 def machine_info() -> dict:
-    import numpy
-    import onnx
-    import onnxruntime
-    import polygraphy
-
     from ghostrt.runtime.backends import host
 
-    return {"cpu": host.cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__,
-            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "polygraphy": polygraphy.__version__,
-            "nvidia-modelopt": host.package_version("nvidia-modelopt"),
-            "openvino": host.package_version("openvino"),  # not installed: the OpenVINO rows are absent too
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    # openvino: None where not installed (the OpenVINO rows are absent then too)
+    return host.machine_info({"numpy": "numpy", "onnx": "onnx", "onnxruntime": "onnxruntime-gpu",
+                              "polygraphy": "polygraphy", "nvidia-modelopt": "nvidia-modelopt",
+                              "openvino": "openvino"})
 
 
 def merge_results(path: Path, rows: list[dict], machine: dict) -> dict:

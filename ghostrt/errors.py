@@ -7,3 +7,10 @@ class GhostError(Exception):
 
 def file_error(path, problem: str) -> GhostError:
     return GhostError(f"{path}: {problem}")
+
+
+def at_least_one(flag: str, value) -> None:
+    """The one check for count options (--batch, --detect-every, --frames, --threads ...), worded the same
+    everywhere they are read."""
+    if value is not None and value < 1:
+        raise GhostError(f"{flag} {value}: must be at least 1")

@@ -5,7 +5,7 @@ stages. The API, every CLI command and the bench call this, so they run exactly 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ghostrt.errors import GhostError
+from ghostrt.errors import GhostError, at_least_one
 from ghostrt.runtime.backends.executors import BACKENDS, PRECISIONS, Choice, make_executor
 from ghostrt.runtime.nets.detect import make_detector
 from ghostrt.runtime.stages.graph_stages import make_stages
@@ -35,8 +35,7 @@ def check_options(backend: str, precision: str, detector: str | None, num_blocks
         raise GhostError(f"--detector {detector}: choose from {', '.join(DETECTORS)}")
     if num_blocks not in (1, 2, 3):
         raise GhostError(f"--num-blocks {num_blocks}: the generator has 1, 2 or 3 blocks")
-    if threads is not None and threads < 1:
-        raise GhostError(f"--threads {threads}: must be at least 1")
+    at_least_one("--threads", threads)
 
 
 def check_engines_dir(engines_dir: Path) -> None:

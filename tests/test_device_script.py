@@ -60,8 +60,8 @@ def test_cpu_smoke_writes_labelled_json_chart_and_log(tmp_path):
     assert report["schema"] == "ghostrt-device-bench/1"
     assert report["mode"] == "cpu-smoke"
 
-    # The shim maps every package-dir entry of pyproject onto the working tree, and the modules came from there.
-    package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    # The shim maps every package-dirs entry of pyproject onto the working tree, and the modules came from there.
+    package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["ghostrt"]["package-dirs"]
     assert report["import_shim"] == {name: str(REPO / folder) for name, folder in package_dir.items()}
     assert Path(report["loaded_from"]["ghostrt.export.aei_net"]) == REPO / "export" / "aei_net.py"
     assert Path(report["loaded_from"]["ghostrt.runtime.backends.trt_backend"]) == REPO / "runtime" / "backends" / "trt_backend.py"

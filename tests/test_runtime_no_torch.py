@@ -11,7 +11,7 @@ PROBE = """
 import importlib, pkgutil, sys
 import ghostrt, ghostrt.cli, ghostrt.runtime as runtime
 names = sorted(m.name for m in pkgutil.walk_packages(runtime.__path__, "ghostrt.runtime."))
-names += ["ghostrt", "ghostrt.api"] + sorted(m.name for m in pkgutil.walk_packages(ghostrt.cli.__path__, "ghostrt.cli."))
+names += ["ghostrt", "ghostrt.api", "ghostrt.loading"] + sorted(m.name for m in pkgutil.walk_packages(ghostrt.cli.__path__, "ghostrt.cli.") if not m.name.endswith("__main__"))
 assert len(names) >= 40, names
 failed = []
 for name in names:

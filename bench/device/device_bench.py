@@ -2,7 +2,7 @@
 
 The device image has its own python3 and packages (PyTorch, cuda-bindings, CuPy; no TensorRT), and the repo is
 copied there as a plain working tree, not installed; so the `ghostrt` namespace is mapped onto the repo's folders
-here (from pyproject's package-dir), and every section is fenced by a hard time budget, because the lease is
+here (from pyproject's tool.ghostrt.package-dirs), and every section is fenced by a hard time budget, because the lease is
 minutes. Results (JSON + PNG) are rewritten after every section, so a run cut short still returns what it measured.
 Sections that cannot run (no CUDA, no CUDA provider in ONNX Runtime, budget spent) say why in the JSON.
 
@@ -48,10 +48,10 @@ OPTIONAL_MODULES = ("onnx", "onnxruntime", "av", "cv2", "skimage", "matplotlib",
 
 def install_import_shim(repo: Path = REPO) -> dict[str, str]:
     """Map ghostrt, ghostrt.export, ghostrt.runtime, ... onto the working tree exactly as pyproject's
-    package-dir does (the device image has no editable install). Parents first; returns name -> folder."""
+    package-dirs say (the device image has no editable install). Parents first; returns name -> folder."""
     import tomllib
 
-    package_dir = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    package_dir = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["ghostrt"]["package-dirs"]
     loaded = {}
     for name in sorted(package_dir, key=lambda n: n.count(".")):
         folder = repo / package_dir[name]

@@ -16,7 +16,6 @@ on a real machine (e.g. --frames 50 --batch 1,8). torch is imported only for the
 --skip-reference).
 """
 
-import importlib.util
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ghostrt.errors import GhostError
+from ghostrt.errors import GhostError, at_least_one
 from ghostrt.loading import USED_MODELS
 from ghostrt.runtime.backends.executors import BACKENDS, PRECISIONS
 
@@ -81,12 +80,10 @@ def parse_frame_size(text: str) -> tuple[int, int]:
 
 
 def check_options(args) -> None:
-    if args.frames < 1:
-        raise GhostError(f"--frames {args.frames}: must be at least 1")
+    at_least_one("--frames", args.frames)
     if args.warmup < 0:
         raise GhostError(f"--warmup {args.warmup}: must be 0 or more")
-    if args.threads is not None and args.threads < 1:
-        raise GhostError(f"--threads {args.threads}: must be at least 1")
+    at_least_one("--threads", args.threads)
 
 
 # ------------------------------------------------------------------------------------------------- inputs
@@ -185,10 +182,9 @@ def collect(pipes: Pipelines, source: np.ndarray, frames: list[np.ndarray], batc
             log(f"timing reference {mode:<6} batch {batch}: {iterations} iteration(s) + {warmup} warm-up")
             step = reference_step(pipes.reference, chunk, ref_sources, ref_targets)
             runs.append(bench.run_entry("reference", mode, batch, bench.time_runs(step, iterations, warmup)))
-    if importlib.util.find_spec("ghostrt.runtime.loops.video_loop") is not None:
-        theirs = (ref_sources, ref_targets) if pipes.reference is not None else None
-        runs += time_video_file(pipes, frames[:max(frames_per_mode, max(batches))], max(batches),
-                                (sources, targets), theirs, log)
+    theirs = (ref_sources, ref_targets) if pipes.reference is not None else None
+    runs += time_video_file(pipes, frames[:max(frames_per_mode, max(batches))], max(batches),
+                            (sources, targets), theirs, log)
     return runs
 
 
@@ -247,9 +243,8 @@ def run_bench(args) -> int:
               "blas_threads": blas_threads(),
               "reference": None if pipes.reference is None else reference_config(pipes.reference),
               "inputs": "source grace_hopper.jpg (matplotlib), target skimage astronaut in each frame",
-              "video_file": "not timed: no ghostrt.runtime.loops.video_loop" if importlib.util.find_spec(
-                  "ghostrt.runtime.loops.video_loop") is None else "file mode: H.264 clip of the bench frames; ghostrt "
-                  "video loop (PyAV, threads) vs the reference's cv2 read-all / mp4v write (its ffmpeg pass untimed)"}
+              "video_file": "file mode: H.264 clip of the bench frames; ghostrt video loop (PyAV, threads) vs the "
+                            "reference's cv2 read-all / mp4v write (its ffmpeg pass untimed)"}
     report = bench.build_report(runs, config, floor=floor)
     json_path, png_path = bench.output_paths(report, args.out_dir)
     report["chart"] = png_path.name

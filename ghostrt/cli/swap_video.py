@@ -12,7 +12,7 @@ before make_process loads any net, so a typo costs a second, not a minute.
 import sys
 from pathlib import Path
 
-from ghostrt.errors import GhostError
+from ghostrt.errors import GhostError, at_least_one
 
 DEFAULT_BATCH = 8
 DEFAULT_CRF = 18
@@ -66,12 +66,10 @@ def add_webcam_parser(swap_subparsers, make_process, add_common=None):
 
 
 def _check_video_options(args) -> None:
-    if args.batch < 1:
-        raise GhostError(f"--batch {args.batch}: must be at least 1")
+    at_least_one("--batch", args.batch)
     if not 0 <= args.crf <= 51:
         raise GhostError(f"--crf {args.crf}: x264 quality runs from 0 (lossless) to 51")
-    if args.detect_every < 1:
-        raise GhostError(f"--detect-every {args.detect_every}: must be at least 1")
+    at_least_one("--detect-every", args.detect_every)
 
 
 def _label_for(process) -> dict:
@@ -103,8 +101,7 @@ def run_video(args, make_process) -> int:
 def run_webcam(args, make_process) -> int:
     from ghostrt.runtime.loops import webcam_loop
 
-    if args.frames is not None and args.frames < 1:
-        raise GhostError(f"--frames {args.frames}: must be at least 1")
+    at_least_one("--frames", args.frames)
     if args.camera_file is not None:
         from ghostrt.runtime.io import video_io
 

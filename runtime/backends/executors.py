@@ -65,8 +65,6 @@ class OrtExecutor:
         outputs = self.session.run(self.output_names, bound)
         return dict(zip(self.output_names, outputs))
 
-    def describe(self) -> str:
-        return f"ort/cpu {self.path.name}"
 
     def close(self) -> None:
         self.session = None

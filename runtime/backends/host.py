@@ -36,3 +36,19 @@ def package_version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def machine_info(packages: dict[str, str] | None = None) -> dict:
+    """The machine as every report records it (bench, check, device runs): CPU, cores (and those usable by
+    this process), OS, Python, the UTC date, and {key: version} of the given {key: distribution} packages
+    (None where one is not installed)."""
+    import datetime
+    import os
+
+    cores = os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    info = {"cpu": cpu_model(), "cores": cores, "usable_cores": usable, "os": platform.platform(),
+            "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    info.update({key: package_version(dist) for key, dist in (packages or {}).items()})
+    return info

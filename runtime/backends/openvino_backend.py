@@ -223,5 +223,3 @@ class OpenVinoExecutor:
         results = self.request.infer(bound, share_outputs=False)
         return {name: results[port] for name, port in zip(self.output_names, self.compiled.outputs)}
 
-    def describe(self) -> str:
-        return f"openvino/cpu {self.path.name}"

@@ -318,8 +318,6 @@ class TrtExecutor:
             cudart.cudaStreamDestroy(self.stream)
         self._device, self._pinned, self.stream = {}, [], None
 
-    def describe(self) -> str:
-        return f"{self.backend.name} {self.engine_path.name}"
 
     def __enter__(self):
         return self

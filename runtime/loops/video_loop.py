@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from ghostrt.errors import GhostError
+from ghostrt.errors import at_least_one
 from ghostrt.runtime.io import video_io, video_writer
 
 QUEUE_BATCHES = 2              # batches each queue may hold
@@ -168,8 +168,7 @@ def swap_video(input, output, process_batch, batch: int = 8, codec: str = "libx2
 
     Every check that can fail on the user's files (input probe, output name, codec, container) runs before the
     first frame is decoded. A KeyboardInterrupt stops all stages, removes the partial output and propagates."""
-    if batch < 1:
-        raise GhostError(f"--batch {batch}: must be at least 1")
+    at_least_one("--batch", batch)
     log = log or sys.stderr
     info = video_io.probe(input)
     plan = video_writer.plan_output(output, info, codec)

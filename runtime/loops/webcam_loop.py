@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ghostrt.errors import GhostError
+from ghostrt.errors import GhostError, at_least_one
 from ghostrt.runtime.io import video_io, watermark
 from ghostrt.runtime.io import visible_mark as mark
 
@@ -224,8 +224,7 @@ def run_webcam(source, process_frame, frames: int | None = None, virtual_camera:
     Every output frame shows the visible 'AI-altered · ghostrt' label unless `visible_mark` is False, and
     one frame in `watermark_every` carries the invisible watermark (None or 0: none). `on_output(rgb)` sees
     each output frame as the sinks do."""
-    if frames is not None and frames < 1:
-        raise GhostError(f"--frames {frames}: must be at least 1")
+    at_least_one("--frames", frames)
     log = log or sys.stderr
     camera = open_source(source)
     sinks = []

@@ -127,8 +127,6 @@ class GraphStages:
             out[y0:y1, x0:x1] = paste.run(feeds)["blended"]
         return out
 
-    def describe(self) -> str:
-        return ", ".join(f"{what}: {choice.reason}" for what, choice in self.choices.items())
 
 
 class OpenCvStages:
@@ -146,8 +144,6 @@ class OpenCvStages:
               out: np.ndarray | None = None) -> np.ndarray:
         return blend.paste_back_faces(frame, swapped, masks, Ms, out=out)
 
-    def describe(self) -> str:
-        return f"OpenCV {cv2.__version__} on the host"
 
 
 def make_stages(backend: str, engines_dir=Path("engines"), threads: int | None = None, use_graphs: bool = False):

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ghostrt.errors import GhostError
+from ghostrt.errors import at_least_one
 from ghostrt.runtime.stages import align, mask, match
 from ghostrt.runtime.stages import smoothing as keypoint_smoothing
 from ghostrt.runtime.stages.tracking import FaceTracker
@@ -108,10 +108,8 @@ class VideoSwapper:
                  detect_every: int = 1, smoothing: bool = True, timer: StageTimer | None = None,
                  overlap: bool | None = None, first_index: int = 0):
         check_face_rule(faces)
-        if detect_every < 1:
-            raise GhostError(f"--detect-every {detect_every}: must be at least 1")
-        if batch < 1:
-            raise GhostError(f"--batch {batch}: must be at least 1")
+        at_least_one("--detect-every", detect_every)
+        at_least_one("--batch", batch)
         self.nets = nets
         self.sources = np.asarray(sources, np.float32).reshape(-1, 512)
         self.targets = None if targets is None or len(targets) == 0 else np.asarray(targets, np.float32)
