@@ -25,3 +25,14 @@ def run_chunked(executor, feeds: dict[str, np.ndarray], limit: int | None) -> di
         return executor.run(feeds)
     parts = [executor.run({k: v[start:start + limit] for k, v in feeds.items()}) for start in range(0, total, limit)]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+class BatchedNet:
+    """Base of the net wrappers (runtime/nets): one executor, any batch, run in chunks it accepts."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.max_batch = max_batch(executor)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_chunked(self.executor, feeds, self.max_batch)

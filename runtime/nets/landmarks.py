@@ -9,7 +9,7 @@ where the mask is drawn. Pixel values go in raw (0–255 float): the graph norma
 import cv2
 import numpy as np
 
-from ghostrt.runtime.backends.batching import max_batch, run_chunked
+from ghostrt.runtime.backends.batching import BatchedNet
 
 INPUT_SIZE = 192
 NUM_POINTS = 106
@@ -43,16 +43,12 @@ def decode_landmarks(raw: np.ndarray) -> np.ndarray:
 INPUT, OUTPUT = "face", "landmarks"
 
 
-class LandmarkNet:
+class LandmarkNet(BatchedNet):
     """2d106det on one executor, any batch: split into chunks the engine accepts."""
-
-    def __init__(self, executor):
-        self.executor = executor
-        self.max_batch = max_batch(executor)
 
     def points(self, crops224: np.ndarray) -> np.ndarray:
         """(N, 224, 224, 3) uint8 crops -> (N, 106, 2) float32 points in 224-crop pixels."""
         if len(crops224) == 0:
             return np.zeros((0, NUM_POINTS, 2), np.float32)
-        raw = run_chunked(self.executor, {INPUT: crops_to_landmark_input(crops224)}, self.max_batch)[OUTPUT]
+        raw = self.run({INPUT: crops_to_landmark_input(crops224)})[OUTPUT]
         return decode_landmarks(raw)
