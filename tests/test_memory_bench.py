@@ -66,7 +66,7 @@ def test_memory_bench_writes_json_and_passes_without_leak(tmp_path, engines_dir)
     for r in runs:
         assert r["standin_banner"]                                  # the CLI itself said: stand-in weights
         assert any(line.startswith("frames ") for line in r["cli_summary"])
-        assert set(r["code"]["sha256"]) >= {"runtime/video_swapper.py", "runtime/video_loop.py"}
+        assert set(r["code"]["sha256"]) >= {"runtime/swap/video_swapper.py", "runtime/loops/video_loop.py"}
         assert r["peak_rss_mb"] > 50 and r["wall_s"] > 0 and r["fps"] > 0
         assert r["peak_device_mb"] is None and r["peak_device_reason"] == "no GPU"
         assert max(mb for _, mb in r["rss_samples_mb"] or [(0, 0)]) <= r["peak_rss_mb"] + 1
