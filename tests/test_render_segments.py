@@ -1,7 +1,6 @@
 """Segments of one video (ghostrt/render/segments.py): keyframe split from packets, warm-up/lookahead so the
 temporal state does not seam, and the stitch by remuxing: equal to the one-process render."""
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,38 +10,14 @@ import pytest
 from ghostrt.render import segments
 from ghostrt.runtime.io import video_io
 from ghostrt.runtime.loops.video_loop import swap_video
-from test_video_io import SAMPLE_RATE, picture, tone
+from test_video_io import make_clip
 
 
 def keyframed_clip(path: Path, frames: int = 40, gop: int = 8, size=(64, 48), fps: int = 24,
                    pts_ms=None, audio: bool = True) -> Path:
     """A clip with a keyframe every `gop` frames (B-frames on), AAC audio, millisecond time base."""
-    width, height = size
-    tb = Fraction(1, 1000)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps, options={"g": str(gop), "keyint_min": str(gop),
-                                                            "sc_threshold": "0", "bf": "2", "crf": "20"})
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.time_base = video.codec_context.time_base = tb
-        sound = None
-        if audio:
-            sound = out.add_stream("aac", rate=SAMPLE_RATE)
-            sound.layout = "mono"
-        times = pts_ms or [round(1000 * i / fps) for i in range(frames)]
-        for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(picture(width, height, i), format="rgb24")
-            frame.pts, frame.time_base = t, tb
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        if sound is not None:
-            samples = tone(times[-1] / 1000 + 1 / fps)[None]
-            for start in range(0, samples.shape[1], 1024):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]),
-                                                   format="flt", layout="mono")
-                chunk.sample_rate, chunk.pts = SAMPLE_RATE, start
-                out.mux(sound.encode(chunk))
-            out.mux(sound.encode(None))
-    return path
+    return make_clip(path, frames, size, fps, pts_ms=pts_ms, audio=audio, crf=20,
+                     encoder_options={"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "2"})
 
 
 class TemporalStub:

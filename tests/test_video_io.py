@@ -32,11 +32,14 @@ def tone(seconds: float) -> np.ndarray:
 
 def make_clip(path: Path, frames: int = 24, size=(160, 120), fps: int = 24, pts_ms=None, rotation: int = 0,
               audio: bool = True, subtitles: bool = False, attachment: bool = False, pix_fmt: str = "yuv420p", codec: str = "libx264",
-              crf: int = 18, colorspace: int | None = None, color_range: int | None = None) -> Path:
-    """A clip of `frames` photo frames; `pts_ms` gives each frame's time in milliseconds (variable rate)."""
+              crf: int = 18, colorspace: int | None = None, color_range: int | None = None,
+              encoder_options: dict | None = None) -> Path:
+    """A clip of `frames` photo frames; `pts_ms` gives each frame's time in milliseconds (variable rate);
+    `encoder_options` go to x264 beside crf (e.g. a fixed GOP)."""
     width, height = size
     out = av.open(str(path), "w")
-    video = out.add_stream(codec, rate=fps, options={"crf": str(crf)} if codec == "libx264" else {})
+    video = out.add_stream(codec, rate=fps, options={"crf": str(crf), **(encoder_options or {})}
+                           if codec == "libx264" else {})
     video.width, video.height, video.pix_fmt = width, height, pix_fmt
     tb = Fraction(1, 1000)
     video.time_base = tb
