@@ -160,11 +160,15 @@ class Swapper:
                 raise GhostError(f"targets: expected Identity or Face, got {type(t).__name__}")
         return np.stack(rows) if rows else None
 
-    @staticmethod
-    def _check_pairing(sources: np.ndarray, targets: np.ndarray | None) -> None:
-        if targets is not None and len(sources) not in (1, len(targets)):
-            raise GhostError(f"{len(sources)} source identities for {len(targets)} target faces: give one "
+    def _identities(self, who, targets, similarity: float, frame: np.ndarray | None = None):
+        """(source rows, target rows or None) for one call, with the checks every swap entry point shares."""
+        match.check_similarity(similarity)
+        target_embs = targets if isinstance(targets, np.ndarray) or targets is None else self._targets(frame, targets)
+        sources = self._sources(who, paired=target_embs is not None)
+        if target_embs is not None and len(sources) not in (1, len(target_embs)):
+            raise GhostError(f"{len(sources)} source identities for {len(target_embs)} target faces: give one "
                              "(used for every target face) or one per target face")
+        return sources, target_embs
 
     # ------------------------------------------------------------------------------------------ swapping
 
@@ -181,10 +185,7 @@ class Swapper:
                    ) -> list[SwapResult]:
         """Many independent frames (sizes may differ), the nets batched across them."""
         frames = [_check_frame(f, f"frame {i + 1}") for i, f in enumerate(frames)]
-        target_embs = targets if isinstance(targets, np.ndarray) or targets is None else self._targets(None, targets)
-        sources = self._sources(who, paired=target_embs is not None)
-        self._check_pairing(sources, target_embs)
-        _check_similarity(similarity)
+        sources, target_embs = self._identities(who, targets, similarity)
         swapper = ImageSwapper(self.nets, faces=faces, similarity=similarity, timer=StageTimer())
         return swapper.swap_batch(frames, sources, target_embs)
 
@@ -195,10 +196,7 @@ class Swapper:
         """A stateful swapper for consecutive frames (video, webcam): faces tracked, keypoints smoothed.
         process_batch(frames) → frames in order (up to 2 held back for smoothing), flush() → the rest."""
         check_face_rule(faces)
-        _check_similarity(similarity)
-        target_embs = self._targets(None, targets)
-        sources = self._sources(who, paired=target_embs is not None)
-        self._check_pairing(sources, target_embs)
+        sources, target_embs = self._identities(who, targets, similarity)
         return VideoSwapper(self.nets, sources, target_embs, faces=faces, similarity=similarity, batch=batch,
                             detect_every=detect_every, smoothing=smoothing, timer=timer, overlap=overlap,
                             first_index=first_index)
@@ -232,8 +230,3 @@ class Swapper:
             closer = getattr(choice.executor, "close", None)
             if callable(closer):
                 closer()
-
-
-def _check_similarity(similarity: float) -> None:
-    if not -1.0 <= float(similarity) <= 1.0:
-        raise GhostError(f"--similarity {similarity}: a cosine similarity lies in [-1, 1]")

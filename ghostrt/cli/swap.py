@@ -67,9 +67,9 @@ def register(subparsers) -> None:
 def _check_options(args) -> None:
     """Flag checks that need no file, before any file is read."""
     from ghostrt.loading import check_engines_dir, check_options
+    from ghostrt.runtime.stages.match import check_similarity
 
-    if not -1.0 <= args.similarity <= 1.0:
-        raise GhostError(f"--similarity {args.similarity}: a cosine similarity lies in [-1, 1]")
+    check_similarity(args.similarity)
     check_options(args.backend, args.precision, args.detector, args.num_blocks, args.threads)
     if args.target_face and len(args.source) not in (1, len(args.target_face)):
         raise GhostError(f"{len(args.source)} --source photos for {len(args.target_face)} --target-face photos: "

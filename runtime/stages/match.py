@@ -13,11 +13,18 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ghostrt.errors import GhostError
 from ghostrt.runtime.types import Face
 
 DEFAULT_THRESHOLD = 0.15
 FACE_RULES = ("largest", "all")
 EPS = 1e-12
+
+
+def check_similarity(similarity: float) -> None:
+    """The --similarity check, for the CLI (before any file is read) and the API alike."""
+    if not -1.0 <= float(similarity) <= 1.0:
+        raise GhostError(f"--similarity {similarity}: a cosine similarity lies in [-1, 1]")
 
 
 class Match(NamedTuple):
