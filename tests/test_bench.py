@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from ghostrt.errors import GhostError
+from ghostrt.bench import pipeline_bench
 from ghostrt.cli import bench as bench_cli
 from ghostrt.export.onnx_io import export_module
 from ghostrt.export.reference_pipeline import OrtSession, ReferenceNets, ReferencePipeline
@@ -165,7 +166,7 @@ def test_bench_tiny_config_writes_json_and_chart(tiny, tmp_path, monkeypatch, ca
     nets, reference = tiny
     weights = {"folder": "weights", "num_blocks": 2, "standin": True, "standin_models": ["generator"],
                "kind": "partly stand-in"}
-    monkeypatch.setattr(bench_cli, "load_pipelines", lambda args, log=print: bench_cli.Pipelines(
+    monkeypatch.setattr(pipeline_bench, "load_pipelines", lambda args, log=print: pipeline_bench.Pipelines(
         nets, {"generator": "tiny ONNX on ORT"}, {"generator": "ort fp32"}, reference, "retinaface", weights))
     engines = tmp_path / "engines"                      # the floor counts the MACs of the tiny nets' ONNX
     engines.mkdir()
@@ -212,7 +213,7 @@ def test_bench_tiny_config_writes_json_and_chart(tiny, tmp_path, monkeypatch, ca
 def test_standin_weights_are_marked(tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()
-    standin = bench_cli.describe_weights(resolve_weights(empty, 2, create_standins=False), "retinaface", 2)
+    standin = pipeline_bench.describe_weights(resolve_weights(empty, 2, create_standins=False), "retinaface", 2)
     assert standin["standin"] is True and standin["kind"] == "stand-in"
     assert set(standin["standin_models"]) == {"generator", "arcface", "landmarks"}   # RetinaFace: no SCRFD
     official = tmp_path / "official"
@@ -220,7 +221,7 @@ def test_standin_weights_are_marked(tmp_path):
     for model in ("generator", "arcface", "detector", "landmarks"):
         name = official_candidates(model, 2)[-1]          # 2d106det.onnx: one file, no params pair needed
         (official / name).write_bytes(b"x")
-    real = bench_cli.describe_weights(resolve_weights(official, 2, create_standins=False), "scrfd", 2)
+    real = pipeline_bench.describe_weights(resolve_weights(official, 2, create_standins=False), "scrfd", 2)
     assert real["standin"] is False and real["kind"] == "official" and real["standin_models"] == []
 
 
@@ -262,7 +263,7 @@ def test_reference_and_ghostrt_agree_on_the_standin_ghost_nets():
     and as exported FP32 ONNX on ONNX Runtime (ghostrt), same stand-in weight files, same photo."""
     args = _parse(["bench", "--weights-dir", str(REPO / "weights"), "--engines-dir", str(REPO / "engines"),
                    "--backend", "ort"])
-    pipes = bench_cli.load_pipelines(args, log=lambda *_: None)
+    pipes = pipeline_bench.load_pipelines(args, log=lambda *_: None)
     source, frame = _photos()
     swapper = ImageSwapper(pipes.nets)
     ours = swapper.swap(frame, swapper.embed_photos([(GRACE, source)], "--source"),
