@@ -20,7 +20,19 @@ from ghostrt.runtime.types import Face
 
 Photo = Union[str, Path, np.ndarray, tuple]   # a path, an H×W×3 uint8 RGB array, or (name, array)
 
-__all__ = ["Face", "Identity", "Photo", "Swapper", "SwapResult", "SwappedFace"]
+
+@dataclass
+class ImageOutput:
+    """What Swapper.swap_image did: the swap, the target's facts, notes on the written file, its label, and
+    the stage timings (read, nets, write, sheet)."""
+
+    result: SwapResult
+    info: object                    # runtime.io.image_io.ImageInfo of the target
+    notes: list[str]
+    label: dict
+    timer: StageTimer
+
+__all__ = ["Face", "Identity", "ImageOutput", "Photo", "Swapper", "SwapResult", "SwappedFace"]
 
 
 @dataclass(frozen=True)
@@ -201,19 +213,70 @@ class Swapper:
                             detect_every=detect_every, smoothing=smoothing, timer=timer, overlap=overlap,
                             first_index=first_index)
 
+    def provenance(self, output=None, target=None, sign_cert=None, sign_key=None, visible_mark: bool = False,
+                   live: bool = False):
+        """What every output of this Swapper carries besides the label: a signed C2PA manifest (`sign_cert` /
+        `sign_key` PEM files, else $GHOSTRT_SIGN_CERT/KEY, else a local test CA made on first use), the
+        invisible watermark and, when asked (always on live output), the visible mark. Checked now."""
+        from ghostrt.runtime.io import provenance
+
+        gen = self._loaded.choices["generator"]
+        return provenance.for_output(output, target, gen.backend, gen.precision, sign_cert, sign_key,
+                                     visible_mark if not live else None, live, log=self.log)
+
+    def swap_image(self, target: str | Path, output: str | Path, who: Identity | Sequence[Identity],
+                   targets: Sequence[Identity] | None = None, faces: str = "largest",
+                   similarity: float = match.DEFAULT_THRESHOLD, debug_sheet: str | Path | None = None,
+                   sign_cert=None, sign_key=None, visible_mark: bool = False) -> ImageOutput:
+        """Swap one image file into `output` (PNG, JPEG, WebP; alpha and ICC profile kept), signed, watermarked
+        and labelled, written atomically; optionally the debug sheet beside it."""
+        from ghostrt.runtime.io import image_io
+
+        target, output = Path(target), Path(output)
+        image_io.check_output_path(output)
+        if debug_sheet is not None:
+            debug_sheet = Path(debug_sheet)
+            image_io.check_output_path(debug_sheet, "debug sheet")
+            if debug_sheet.resolve() == output.resolve():
+                raise GhostError(f"{debug_sheet}: the debug sheet would overwrite the output")
+        prov = self.provenance(output, target, sign_cert, sign_key, visible_mark)
+        timer = StageTimer()
+        with timer.stage("read"):
+            rgb, alpha, info = image_io.read_image(target)
+        result = self.swap(rgb, who, faces=faces, targets=targets, similarity=similarity)
+        for name, ms in result.timings.items():
+            timer.seconds[name] = timer.seconds.get(name, 0.0) + ms / 1000.0
+        label = self.label(len(result.swapped))
+        with timer.stage("write"):
+            notes = image_io.write_image(output, result.frame, alpha, label, info.icc_profile, provenance=prov)
+        if debug_sheet is not None:
+            from ghostrt.runtime.io.debug_sheet import write_debug_sheet
+
+            with timer.stage("sheet"):
+                write_debug_sheet(debug_sheet, rgb, result, timer.seconds, standin_models=self.standin_models,
+                                  title=f"{target.name} -> {output.name}  "
+                                        f"({self.detector_kind}, {self.choices['generator'].backend})", label=label)
+        return ImageOutput(result, info, notes, label, timer)
+
     def swap_video(self, target: str | Path, output: str | Path, who: Identity | Sequence[Identity],
                    targets: Sequence[Identity] | None = None, faces: str = "largest",
                    similarity: float = match.DEFAULT_THRESHOLD, batch: int = 8, detect_every: int = 1,
-                   crf: int | None = 18, codec: str = "libx264", overlap: bool | None = None,
-                   progress: bool = False, log=None) -> dict:
-        """Swap through a whole video file (audio and subtitles kept, written atomically); the summary."""
+                   crf: int | None = 18, codec: str | None = None, overlap: bool | None = None,
+                   progress: bool = False, log=None, sign_cert=None, sign_key=None,
+                   visible_mark: bool = False) -> dict:
+        """Swap through a whole video file (audio and subtitles kept; every frame watermarked; signed after
+        the file is complete, written atomically); the summary. `codec` None: what the container implies."""
+        from ghostrt.runtime.io import video_io, video_writer
         from ghostrt.runtime.loops.video_loop import swap_video
 
+        video_writer.plan_output(Path(output), video_io.probe(Path(target)), codec)
+        prov = self.provenance(output, target, sign_cert, sign_key, visible_mark)
         process = self.stream(who, targets, faces, similarity, batch, detect_every, smoothing=True,
                               overlap=overlap)
         try:
             summary = swap_video(Path(target), Path(output), process, batch=batch, codec=codec, crf=crf,
-                                 label=self.label(1, "video face swap"), progress=progress, log=log)
+                                 label=self.label(1, "video face swap"), progress=progress, log=log,
+                                 provenance=prov)
         finally:
             process.close()
         summary["faces_swapped"] = process.faces_swapped

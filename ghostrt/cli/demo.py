@@ -40,17 +40,19 @@ def run(args) -> int:
               f"  [{tag}]")
     source, target = _photos()
     print(f"\nswap: identity of {source.name} (matplotlib sample data) onto {target.name} (scikit-image data)")
-    from ghostrt.cli import main
+    import ghostrt
 
-    code = main(["swap", "image", "--source", str(source), "--target", str(target),
-                 "--output", str(out / "result.png"), "--debug-sheet", str(out / "sheet.png"),
-                 "--engines-dir", str(args.engines_dir), "--num-blocks", str(args.num_blocks),
-                 *(["--weights-dir", str(args.weights_dir)] if args.weights_dir else [])])
-    if code == 0:
-        print(f"\ndemo: wrote {out / 'result.png'} and {out / 'sheet.png'}")
-        if ws.standin:
-            print("demo: made with STAND-IN (untrained) weights -- the face is altered, but this is not a real swap")
-    return code
+    with ghostrt.Swapper.load(weights=args.weights_dir, engines=args.engines_dir, num_blocks=args.num_blocks) as sw:
+        for model, choice in sw.choices.items():
+            print(f"  backend   {model:<10} {choice.reason}")
+        out_file = sw.swap_image(target, out / "result.png", sw.identity(source), debug_sheet=out / "sheet.png")
+    report = ghostrt.verify(out / "result.png")
+    print(f"\ndemo: wrote {out / 'result.png'} and {out / 'sheet.png'} "
+          f"({len(out_file.result.swapped)} face swapped)")
+    print("demo: `ghostrt verify` on the result:\n  " + "\n  ".join(report.lines()))
+    if ws.standin:
+        print("demo: made with STAND-IN (untrained) weights -- the face is altered, but this is not a real swap")
+    return 0 if report.intact else 1
 
 
 def register(sub):

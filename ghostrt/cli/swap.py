@@ -44,6 +44,9 @@ def _add_common(p) -> None:
     p.add_argument("--graph-stages", action="store_true",
                    help="run the crop warp and paste-back as ONNX graphs through the nets' executor instead of "
                         "OpenCV (on a CPU OpenCV measured 5-20× faster; see runtime/graph_stages.py)")
+    from ghostrt.runtime.io.provenance import add_provenance_options
+
+    add_provenance_options(p)
 
 
 def register(subparsers) -> None:
@@ -133,8 +136,7 @@ def make_process(args):
 
 
 def run_image(args) -> int:
-    from ghostrt.runtime.io import image_io
-    from ghostrt.runtime.swap.timer import StageTimer
+    from ghostrt.runtime.io import image_io, provenance
 
     started = time.perf_counter()
     _check_options(args)
@@ -143,31 +145,26 @@ def run_image(args) -> int:
         image_io.check_output_path(args.debug_sheet, "debug sheet")
         if args.debug_sheet.resolve() == args.output.resolve():
             raise GhostError(f"{args.debug_sheet}: the debug sheet would overwrite --output")
-    timer = StageTimer()
-    with timer.stage("read"):
-        sources, target_faces = _read_photos(args)
-        target_rgb, target_alpha, target_info = image_io.read_image(args.target)
-    with timer.stage("load"):       # weights and FP32 ONNX (an export only when missing), then the executors
-        sw = load_swapper(args)
+    provenance.from_args(args, output=args.output)      # a bad key or an unsignable output fails before the nets
+    read_started = time.perf_counter()
+    sources, target_faces = _read_photos(args)
+    image_io.read_image(args.target)                    # a bad target fails before the nets too
+    read_s = time.perf_counter() - read_started
+    load_started = time.perf_counter()
+    sw = load_swapper(args)                             # weights and FP32 ONNX (an export only when missing)
+    load_s = time.perf_counter() - load_started
     with sw:
-        with timer.stage("identity"):
-            who, targets = identities(sw, args, sources, target_faces)
-        result = sw.swap(target_rgb, who, faces=args.faces, targets=targets, similarity=args.similarity)
-        for name, ms in result.timings.items():
-            timer.seconds[name] = timer.seconds.get(name, 0.0) + ms / 1000.0
-        standin = sw.standin_models
-        label = sw.label(len(result.swapped))
-        with timer.stage("write"):
-            notes = image_io.write_image(args.output, result.frame, target_alpha, label, target_info.icc_profile)
-        if args.debug_sheet is not None:
-            from ghostrt.runtime.io.debug_sheet import write_debug_sheet
-
-            with timer.stage("sheet"):
-                write_debug_sheet(args.debug_sheet, target_rgb, result, timer.seconds, standin_models=standin,
-                                  title=f"{args.target.name} -> {args.output.name}  "
-                                        f"({sw.detector_kind}, {sw.choices['generator'].backend})", label=label)
-        _print_summary(args, result, target_info, notes, sw.choices, sw.detector_kind, standin, timer,
-                       time.perf_counter() - started)
+        identity_started = time.perf_counter()
+        who, targets = identities(sw, args, sources, target_faces)
+        identity_s = time.perf_counter() - identity_started
+        out = sw.swap_image(args.target, args.output, who, targets=targets, faces=args.faces,
+                            similarity=args.similarity, debug_sheet=args.debug_sheet, sign_cert=args.sign_cert,
+                            sign_key=args.sign_key, visible_mark=bool(args.visible_mark))
+        timer = out.timer
+        timer.seconds = {"read": read_s + timer.seconds.pop("read", 0.0), "load": load_s, "identity": identity_s,
+                         **timer.seconds}
+        _print_summary(args, out.result, out.info, out.notes, sw.choices, sw.detector_kind, sw.standin_models,
+                       timer, time.perf_counter() - started)
     return 0
 
 
@@ -189,8 +186,8 @@ def _print_summary(args, result, info, notes, choices, kind, standin, timer, tot
     for model, choice in choices.items():
         print(f"  backend   {model:<10} {choice.reason}")
     print("  timings   " + "\n            ".join(timer.lines()))
-    print(f"  label     provenance label written (altered={len(result.swapped) > 0}, "
-          f"stand-in={bool(standin)}); read it with ghostrt.runtime.io.provenance_label.read_label")
+    print(f"  label     provenance label, watermark and signed C2PA manifest written (altered="
+          f"{len(result.swapped) > 0}, stand-in={bool(standin)}); check it with `ghostrt verify {args.output}`")
     if args.debug_sheet is not None:
         print(f"  sheet     {args.debug_sheet}")
     print(f"  done in   {total:.2f} s")

@@ -81,17 +81,27 @@ def _label_for(process) -> dict:
     return label
 
 
+def _with_backend(prov, process):
+    """The manifest names the generator's backend and precision, known once the nets are loaded."""
+    choice = getattr(getattr(process, "swapper", None), "choices", {}).get("generator")
+    if choice is not None:
+        prov.backend, prov.precision = choice.backend, choice.precision
+    return prov
+
+
 def run_video(args, make_process) -> int:
-    from ghostrt.runtime.io import video_io, video_writer
+    from ghostrt.runtime.io import provenance, video_io, video_writer
     from ghostrt.runtime.loops import video_loop
 
     _check_video_options(args)
     info = video_io.probe(args.target)                  # every file check before any net loads
     video_writer.plan_output(args.output, info, args.codec)
+    prov = provenance.from_args(args, output=args.output, target=args.target)
     process = make_process(args)
     try:
         summary = video_loop.swap_video(args.target, args.output, process, batch=args.batch, codec=args.codec,
-                                        crf=args.crf, label=_label_for(process), progress=not args.no_progress)
+                                        crf=args.crf, label=_label_for(process), progress=not args.no_progress,
+                                        provenance=_with_backend(prov, process))
     finally:
         getattr(process, "close", lambda: None)()
     video_loop.print_summary(summary)
@@ -109,6 +119,9 @@ def run_webcam(args, make_process) -> int:
     if args.virtual_camera:
         webcam_loop.require_pyvirtualcam()
     source = args.camera_file if args.camera_file is not None else (args.camera or 0)
+    from ghostrt.runtime.io import provenance
+
+    live = provenance.from_args(args, live=True)        # says what --no-visible-mark means
     process = make_process(args)
 
     def process_frame(frame):
@@ -116,7 +129,8 @@ def run_webcam(args, make_process) -> int:
 
     try:
         summary = webcam_loop.run_webcam(source, process_frame, frames=args.frames,
-                                         virtual_camera=args.virtual_camera, preview=args.preview)
+                                         virtual_camera=args.virtual_camera, preview=args.preview,
+                                         visible_mark=live.visible_mark)
     finally:
         getattr(process, "close", lambda: None)()
     lat = summary["latency_ms"]

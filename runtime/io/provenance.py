@@ -60,15 +60,21 @@ def add_provenance_options(parser: argparse.ArgumentParser) -> None:
                    help="no corner label on webcam / virtual-camera output (it is on by default there)")
 
 
-def from_args(args, output=None, target=None, backend=None, precision=None, live: bool = False,
-              log=print) -> Provenance:
-    """Resolve the signer now (before any net runs) and check `output` can carry a manifest."""
+def for_output(output=None, target=None, backend=None, precision=None, sign_cert=None, sign_key=None,
+               visible=None, live: bool = False, log=print) -> Provenance:
+    """Resolve the signer now (before any net runs) and check `output` can carry a manifest. Live output is
+    not signed (no file); it carries the visible mark unless `visible` is False."""
     if output is not None:
         c2pa_manifest.sign_mode(output)
-    signer = c2pa_manifest.resolve_signer(getattr(args, "sign_cert", None), getattr(args, "sign_key", None),
-                                          log=log) if not live else None
-    mark = getattr(args, "visible_mark", None)
-    if live and mark is False:
+    signer = None if live else c2pa_manifest.resolve_signer(sign_cert, sign_key, log=log)
+    if live and visible is False:
         log(visible_mark.NO_MARK_NOTE)
     return Provenance(signer, Path(target) if target is not None else None, backend, precision,
-                      visible_mark=(live if mark is None else bool(mark)))
+                      visible_mark=(live if visible is None else bool(visible)))
+
+
+def from_args(args, output=None, target=None, backend=None, precision=None, live: bool = False,
+              log=print) -> Provenance:
+    """for_output from the flags add_provenance_options added."""
+    return for_output(output, target, backend, precision, getattr(args, "sign_cert", None),
+                      getattr(args, "sign_key", None), getattr(args, "visible_mark", None), live, log)
