@@ -155,7 +155,7 @@ def build_one(model: str, onnx_path, precision: str, backend: trt_backend.Backen
     profiles = profiles_for(onnx_path, max_batch, opt_batch)
     target = trt_backend.build_target(backend, rtx_target)
     key = engine_key(model, onnx_path, precision, backend, profiles, quant_recipe, target)
-    cached = engine_cache.find_engine(engines_dir, key)
+    cached = engine_cache.find_engine(engines_dir, key, log=log)
     if cached is not None:
         engine_path, manifest = cached
         return BuildResult(model, precision, backend.title, time.perf_counter() - started, manifest["engine_bytes"],

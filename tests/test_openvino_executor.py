@@ -184,13 +184,19 @@ def test_a_corrupt_blob_is_refused(engines, tmp_path, real_cpu):
     assert str(blob) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_corrupt_cached_fp32_blob_is_compiled_again(onnx_files, engines, tmp_path):
-    """FP32 needs no gate, so make_executor does not trust a damaged cached blob: it compiles a good one."""
+def test_a_corrupt_cached_fp32_blob_is_compiled_again(onnx_files, engines, tmp_path, capsys):
+    """FP32 needs no gate, so make_executor does not trust a damaged cached blob: it says so in one line and
+    compiles a good one."""
     folder = tmp_path / "engines"
     shutil.copytree(engines, folder)
     blob = engine_cache.engine_file(manifest_of(folder, "landmarks"))
+    capsys.readouterr()
+    make_executor(onnx_files["landmarks"], "openvino", "fp32", folder)
+    assert "corrupt" not in capsys.readouterr().out                   # an intact cache is reused quietly
     blob.write_bytes(b"\0" * blob.stat().st_size)
     choice = make_executor(onnx_files["landmarks"], "openvino", "fp32", folder)
+    said = [line for line in capsys.readouterr().out.splitlines() if "corrupt or replaced" in line]
+    assert len(said) == 1 and str(blob) in said[0] and "rebuilding" in said[0]
     assert choice.executor.path == blob
     assert engine_cache.sha256_file(blob) == manifest_of(folder, "landmarks")["engine_sha256"]
     face = feeds_for("landmarks", 1, seed=0)

@@ -96,8 +96,10 @@ def engine_file(manifest: dict) -> Path:
     return Path(manifest["manifest_path"]).with_name(manifest["engine_file"])
 
 
-def find_engine(engines_dir, key: EngineKey) -> tuple[Path, dict] | None:
-    """The cached engine for exactly this key, verified against its manifest (size and sha256), else None."""
+def find_engine(engines_dir, key: EngineKey, log=None) -> tuple[Path, dict] | None:
+    """The cached engine for exactly this key, verified against its manifest (size and sha256), else None.
+    An engine of this key whose bytes no longer match its manifest is said in one line to `log` (the caller
+    rebuilds it), so a tampered cache never goes unnoticed."""
     engine_path, manifest_path = engine_paths(engines_dir, key)
     if not manifest_path.exists() or not engine_path.exists():
         return None
@@ -107,9 +109,11 @@ def find_engine(engines_dir, key: EngineKey) -> tuple[Path, dict] | None:
         return None
     if any(manifest.get(name) != value for name, value in key.fields().items()):
         return None
-    if engine_path.stat().st_size != manifest.get("engine_bytes"):
-        return None
-    if sha256_file(engine_path) != manifest["engine_sha256"]:
+    if (engine_path.stat().st_size != manifest.get("engine_bytes")
+            or sha256_file(engine_path) != manifest["engine_sha256"]):
+        if log is not None:
+            log(f"{engine_path}: cached engine's sha256 does not match its manifest (corrupt or replaced); "
+                "rebuilding it")
         return None
     return engine_path, manifest
 

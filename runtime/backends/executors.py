@@ -157,7 +157,8 @@ def _openvino_choice(model_onnx: Path, precision: str, engines_dir: Path, thread
                 if strict and precision != "fp16":
                     raise
                 note = f"; no usable {wanted} model ({err})"
-    path, _, _ = ovb.compile_blob(model_onnx.stem, model_onnx, "fp32", engines_dir, log=lambda *_: None)
+    path, _, _ = ovb.compile_blob(model_onnx.stem, model_onnx, "fp32", engines_dir, log=lambda *_: None,
+                                  warn=print)      # quiet compile, but a corrupt cached blob is always said
     return Choice(ovb.OpenVinoExecutor(path, threads), "openvino", f"OpenVINO fp32 on {cpu.name}{note}")
 
 

@@ -105,11 +105,12 @@ def _precision_list(counts: dict) -> str:
 
 
 def compile_blob(model: str, onnx_path, precision: str, engines_dir, quant_recipe: dict | None = None,
-                 source_onnx=None, log=print) -> tuple[Path, dict, bool]:
+                 source_onnx=None, log=print, warn=None) -> tuple[Path, dict, bool]:
     """Compile `onnx_path` for this CPU into engines_dir, or reuse the cached blob of the same key.
 
     Returns (blob path, manifest, cached). bf16 on a CPU without it is refused: OpenVINO would quietly run
-    FP32 and the manifest would lie about the precision."""
+    FP32 and the manifest would lie about the precision. A cached blob that no longer matches its manifest is
+    said to `warn` (default: `log`) and recompiled."""
     if precision not in PRECISIONS:
         raise GhostError(f"--precision {precision}: OpenVINO runs {', '.join(PRECISIONS)}")
     ov = load_openvino()
@@ -122,7 +123,7 @@ def compile_blob(model: str, onnx_path, precision: str, engines_dir, quant_recip
         raise GhostError(f"this CPU ({cpu.name}) has no {CAPABILITY[precision]} support in OpenVINO "
                          f"(it offers {', '.join(cpu.capabilities)}); use --precision fp32")
     key = blob_key(model, onnx_path, precision, cpu, ov.get_version(), quant_recipe)
-    cached = engine_cache.find_engine(engines_dir, key)
+    cached = engine_cache.find_engine(engines_dir, key, log=warn or log)
     if cached is not None:
         return cached[0], cached[1], True
     started = time.perf_counter()
