@@ -89,3 +89,38 @@ def test_swap_api_writes_the_same_provenance(tmp_path, tiny_cli, astronaut_png):
         out = sw.swap_image(astronaut_png, tmp_path / "api.webp", sw.identity(GRACE))
         assert len(out.result.swapped) == 1
     assert ghostrt.verify(tmp_path / "api.webp").intact
+
+
+def test_standin_files_copied_anywhere_are_labelled_and_announced(tmp_path, capsys, monkeypatch, onnx_files,  # noqa: F811
+                                                                   astronaut_png):
+    """The issue's repro: stand-in files in a --weights-dir of their own (copied, no marker) under official
+    names. Banner, label, C2PA manifest and verify report all say stand-in."""
+    import shutil
+
+    from ghostrt.export import models
+    from ghostrt.runtime.io.provenance_label import read_label
+    from ghostrt.weights.standin import write_standins
+
+    made = tmp_path / "made"
+    write_standins(made, seed=0, parts=("detector", "landmarks"), log=lambda *_: None)
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for name in ("scrfd_10g_bnkps.onnx", "2d106det-symbol.json", "2d106det-0000.params"):
+        shutil.copy(made / name, weights / name)
+    for name in ("G_unet_2blocks.pth", "backbone.pth"):
+        (weights / name).write_bytes(b"x")                      # official-looking (the export is faked below)
+    monkeypatch.setattr(models, "ensure_onnx", lambda model, *a, **k:
+                        onnx_files["detector" if model in ("detector", "retinaface") else model])
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.png"
+    assert main(["swap", "image", "--source", str(GRACE), "--target", str(astronaut_png), "--output", str(out),
+                 "--backend", "ort", "--weights-dir", str(weights)]) == 0
+    text = capsys.readouterr().out
+    assert "STAND-IN (untrained) weights: not a real face swap (landmarks untrained" in text
+    assert "its sha256 is a stand-in's" in text and "stand-in=True" in text
+    assert read_label(out)["standin_weights"] is True
+    with open(out, "rb") as fh:
+        store = json.loads(c2pa.Reader("image/png", fh).json())
+    assert '"standin_weights": true' in json.dumps(store["manifests"][store["active_manifest"]])
+    report = ghostrt.verify(out)
+    assert report.standin and any("stand-in" in line.lower() for line in report.lines())

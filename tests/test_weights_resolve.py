@@ -47,3 +47,56 @@ def test_export_cli_missing_weights_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "backbone.pth" in err[0] and "no such file" in err[0]
     assert not (tmp_path / "a.onnx").exists()
+
+
+# ------------------------------------------------------------------------ stand-ins known wherever they lie
+
+@pytest.fixture(scope="module")
+def small_standins(tmp_path_factory):
+    """The detector and landmark stand-ins of the default seed, as `ghostrt weights stand-in` writes them."""
+    from ghostrt.weights.standin import write_standins
+
+    folder = tmp_path_factory.mktemp("standin-out")
+    write_standins(folder, seed=0, parts=("detector", "landmarks"), log=lambda *_: None)
+    return folder
+
+
+def test_standin_files_are_the_committed_checksums(small_standins):
+    """The table is deterministic content, not a guess: the files written now hash to it."""
+    from ghostrt.checksum import sha256_file
+    from ghostrt.weights.standin import known_checksums
+
+    known = known_checksums()
+    for name in ("scrfd_10g_bnkps.onnx", "2d106det-symbol.json", "2d106det-0000.params"):
+        path = small_standins / name
+        assert sha256_file(path) in known[path.stat().st_size]
+
+
+def test_a_marked_standin_folder_passed_as_weights_dir_is_stand_in(small_standins, tmp_path):
+    for name in ("G_unet_2blocks.pth", "backbone.pth"):          # official names, in the marked folder
+        (small_standins / name).write_bytes(b"x")
+    lines = []
+    ws = resolve_weights(small_standins, create_standins=False, log=lines.append)
+    assert sorted(ws.standin_models) == ["arcface", "detector", "generator", "landmarks"]
+    assert ws.path("detector") == small_standins / "scrfd_10g_bnkps.onnx"    # used where it lies, said so
+    assert all("standin.json marks the folder" in line for line in lines) and len(lines) == 4
+    assert "STAND-IN" in ws.banner()
+
+
+def test_copied_standin_files_without_the_marker_are_known_by_content(small_standins, tmp_path):
+    import shutil
+
+    for name in ("scrfd_10g_bnkps.onnx", "2d106det-symbol.json", "2d106det-0000.params"):
+        shutil.copy(small_standins / name, tmp_path / name)
+    for name in ("G_unet_2blocks.pth", "backbone.pth"):
+        (tmp_path / name).write_bytes(b"x")
+    lines = []
+    ws = resolve_weights(tmp_path, create_standins=False, log=lines.append)
+    assert sorted(ws.standin_models) == ["detector", "landmarks"]
+    assert len(lines) == 2 and all("its sha256 is a stand-in's" in line for line in lines)
+    # one changed byte: no longer the stand-in (content, not the name, decides)
+    data = bytearray((tmp_path / "scrfd_10g_bnkps.onnx").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "scrfd_10g_bnkps.onnx").write_bytes(bytes(data))
+    assert sorted(resolve_weights(tmp_path, create_standins=False, log=lambda *_: None).standin_models) == \
+        ["landmarks"]

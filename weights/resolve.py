@@ -63,15 +63,25 @@ def resolve_weights(weights_dir=None, num_blocks: int = 2, create_standins: bool
         raise GhostError(f"{folder}: weights folder does not exist")
     standin_dir = folder / STANDIN_SUBDIR
     ws = WeightSet(folder=folder, num_blocks=num_blocks)
-    missing = []
+    from ghostrt.weights.standin import is_standin_file
+
+    missing, disguised = [], []
     for model in ("generator", "arcface", "detector", "landmarks"):
         names = official_candidates(model, num_blocks)
         found = next((folder / n for n in names if _present(folder, n)), None)
         if found is None:
             missing.append(model)
             found = standin_dir / names[0]
+        else:
+            halves = [found] + ([found.with_name(found.name.replace("-symbol.json", "-0000.params"))]
+                                if found.name.endswith("-symbol.json") else [])
+            # a stand-in under an official name: known by its folder's marker or by its content
+            why = next((w for w in map(is_standin_file, halves) if w is not None), None)
+            if why is not None:
+                disguised.append(model)
+                log(f"{found}: a STAND-IN (untrained) file, not the official {model} weights ({why})")
         ws.paths[model] = found
-    ws.standin_models = missing
+    ws.standin_models = [m for m in ("generator", "arcface", "detector", "landmarks") if m in missing + disguised]
     if missing and create_standins:
         absent = [m for m in missing if not _present(standin_dir, official_candidates(m, num_blocks)[0])]
         if absent:

@@ -24,8 +24,48 @@ Official weights: `ghostrt weights fetch`, or download the files listed in weigh
 ALL_PARTS = ("generator", "arcface", "detector", "landmarks")
 
 
+# Stand-ins are known by content too, so a copied or renamed one is still labelled: the size and sha256 of every
+# file `ghostrt weights stand-in` writes from the default seed 0 (deterministic; regenerate the table with
+# `write_checksum_table(folder_of_seed_0_standins)` after changing a stand-in writer).
+CHECKSUMS = Path(__file__).with_name("standin_sha256.json")
+
+
 def is_standin_dir(folder) -> bool:
     return (Path(folder) / MARKER).exists()
+
+
+def known_checksums() -> dict[int, set[str]]:
+    """size -> sha256 values of the default-seed stand-in files (sizes first, so only a same-size file is hashed)."""
+    table = json.loads(CHECKSUMS.read_text()) if CHECKSUMS.is_file() else {}
+    sizes: dict[int, set[str]] = {}
+    for entry in table.values():
+        sizes.setdefault(int(entry["size"]), set()).add(entry["sha256"])
+    return sizes
+
+
+def write_checksum_table(*folders) -> dict:
+    """The table CHECKSUMS holds, from folders of seed-0 stand-ins (all generator depths between them)."""
+    from ghostrt.checksum import sha256_file
+
+    table = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+             for folder in folders for p in sorted(Path(folder).iterdir())
+             if p.is_file() and p.name not in (MARKER, "README.txt")}
+    with atomic_path(CHECKSUMS) as tmp:
+        tmp.write_text(json.dumps(dict(sorted(table.items())), indent=2) + "\n")
+    return table
+
+
+def is_standin_file(path) -> str | None:
+    """Why `path` is a stand-in (its folder's marker, or its content), else None."""
+    from ghostrt.checksum import sha256_file
+
+    path = Path(path)
+    if is_standin_dir(path.parent):
+        return f"{path.parent / MARKER} marks the folder"
+    digests = known_checksums().get(path.stat().st_size)
+    if digests and sha256_file(path) in digests:
+        return "its sha256 is a stand-in's"
+    return None
 
 
 def write_standins(out_dir, seed: int = 0, blocks=(1, 2, 3), parts=ALL_PARTS, log=print) -> list[Path]:
