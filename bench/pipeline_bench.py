@@ -184,11 +184,15 @@ def run(args, batches: list[int], frame_size: tuple[int, int]) -> int:
               "video_file": "file mode: H.264 clip of the bench frames; ghostrt video loop (PyAV, threads) vs the "
                             "reference's cv2 read-all / mp4v write (its ffmpeg pass untimed)"}
     report = bench.build_report(runs, config, floor=floor)
+    from ghostrt.bench.watermark_bench import watermark_line, watermark_report
+
+    report["watermark"] = watermark_report(runs, frame_size, args.frames, args.warmup)   # a stage of its own
     json_path, png_path = bench.output_paths(report, args.out_dir)
     report["chart"] = png_path.name
     bench.write_chart(report, png_path)
     bench.write_json(report, json_path)
     print(bench.format_table(report))
+    print(watermark_line(report["watermark"]))
     print(f"wrote {json_path} and {png_path}")
     if pipes.weights["standin"]:
         print(STANDIN_BANNER)

@@ -200,6 +200,12 @@ def test_bench_tiny_config_writes_json_and_chart(tiny, tmp_path, monkeypatch, ca
         assert run["total"]["p50_ms"] > 0 and run["per_face_ms"] > 0 and run["faces_per_s"] > 0
     assert len(report["ratios"]) == len(expected) and all(q["ratio"] > 0 for q in report["ratios"])
     assert report["peak_rss_mb"] > 0
+    mark = report["watermark"]                          # the watermark: a stage of its own, per 1080p frame
+    assert mark["frame_size"] == [1920, 1080] and mark["decoded_own_mark"] is True
+    assert mark["stages"]["watermark"]["p50_ms"] > 0 and mark["stages"]["watermark_decode"]["p50_ms"] > 0
+    assert mark["webcam_every"] >= 1 and mark["webcam_ms_per_frame"] > 0
+    assert mark["slowest_swap_stage"]["stage"] in SWAP_STAGES and isinstance(mark["slower_than_every_swap_stage"], bool)
+    assert "watermark (1920x1080): embed p50" in printed
     assert jsons[0].stem.endswith("-ort-fp32")          # the executor that ran is in the file name
     fp32 = report["floor"]["floor"]["fp32"]
     macs = sum(net["macs"] for net in fp32["per_net"].values())
@@ -276,3 +282,18 @@ def test_reference_and_ghostrt_agree_on_the_standin_ghost_nets():
     diff = np.abs(a.swapped.astype(int) - b.swapped.astype(int))
     assert diff.max() <= 3 and diff.mean() < 0.75, (diff.max(), diff.mean())
     assert np.abs(a.swapped.astype(int) - a.crop.astype(int)).mean() > 5
+
+
+def _benches_with_watermark() -> list[Path]:
+    found = []
+    for path in sorted(Path(__file__).resolve().parents[1].glob("bench/*.json")):
+        report = json.loads(path.read_text())
+        if isinstance(report, dict) and "watermark" in report:
+            found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("path", _benches_with_watermark(), ids=lambda p: p.name)
+def test_committed_bench_watermark_is_not_the_slowest_cpu_stage(path):
+    """The issue's budget, checked on every committed bench JSON that measured the watermark stage."""
+    assert json.loads(path.read_text())["watermark"]["slower_than_every_swap_stage"] is False
