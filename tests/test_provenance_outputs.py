@@ -69,19 +69,37 @@ def test_swap_video_output_is_signed_marked_and_verified(tmp_path, tiny_cli):  #
 @pytest.mark.parametrize("flags, says", [
     (["--sign-cert", "missing.pem", "--sign-key", "missing.key"], "signing certificate does not exist"),
     (["--sign-cert", "x.pem"], "--sign-cert and --sign-key go together"),
+    (["--sign-cert", "{c2pa}/signer.pem", "--sign-key", "{c2pa}"], "cannot read the signing key"),
+    (["--sign-cert", "{c2pa}/ca.pem", "--sign-key", "{c2pa}/signer.key"], "cannot sign"),   # c2pa refuses a CA
+    (["--output-name", "out.gif"], "out.gif: unknown output image extension"),   # unsignable: refused up front
+    (["--output-name", "out.jpg", "--sign-cert", "{c2pa}/signer.pem", "--sign-key", "junk.pem"], "not a PEM"),
 ])
 def test_bad_signing_key_fails_before_any_net_with_nothing_written(tmp_path, capsys, monkeypatch, astronaut_png,
                                                                    flags, says):
     def no_nets(*a, **k):
         raise AssertionError("a net was loaded before the signing key was checked")
+    import os
+
+    from ghostrt.runtime.io import c2pa_manifest
+
+    c2pa_manifest.resolve_signer(log=lambda *_: None)           # the local test CA, made once
+    c2pa_dir = os.path.join(os.environ["GHOSTRT_CONFIG_DIR"], "c2pa")
     monkeypatch.setattr(loading, "resolve_onnx", no_nets)
     monkeypatch.chdir(tmp_path)
+    flags = [f.format(c2pa=c2pa_dir) for f in flags]
     out = tmp_path / "out.png"
+    if "--output-name" in flags:
+        at = flags.index("--output-name")
+        out = tmp_path / flags[at + 1]
+        del flags[at:at + 2]
+    if "junk.pem" in flags:
+        (tmp_path / "junk.pem").write_text("hello")
+    before = set(tmp_path.iterdir())
     assert main(["swap", "image", "--source", str(GRACE), "--target", str(astronaut_png), "--output", str(out),
                  *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0]
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert not out.exists() and set(tmp_path.iterdir()) == before
 
 
 def test_swap_api_writes_the_same_provenance(tmp_path, tiny_cli, astronaut_png):  # noqa: F811
