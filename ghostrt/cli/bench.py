@@ -34,6 +34,11 @@ def register(subparsers) -> None:
     p.add_argument("--memory", metavar="SECONDS[,SECONDS]", default=None,
                    help="instead: peak RSS of `swap video` on synthetic 1080p clips of these lengths, e.g. 60,600 "
                         "(runtime/memory_bench.py)")
+    p.add_argument("--streams", metavar="N[,N]", default=None,
+                   help="instead: N concurrent synthetic 720p live streams through the UI's stream scheduler, "
+                        "with and without cross-stream batching, e.g. 1,2,4,8 (bench/streams_bench.py)")
+    p.add_argument("--stream-seconds", type=float, default=10.0, help="--streams: seconds per N and mode")
+    p.add_argument("--camera-fps", type=float, default=30.0, help="--streams: frames each stream offers per second")
     p.set_defaults(func=run_bench)
 
 
@@ -64,6 +69,9 @@ def check_options(args) -> None:
 
 
 def run_bench(args) -> int:
+    if args.streams is not None:
+        from ghostrt.bench.streams_bench import run_from_args as run_streams
+        return run_streams(args)
     if args.memory is not None:
         from ghostrt.bench.memory_bench import run_from_args
         return run_from_args(args)
