@@ -421,8 +421,13 @@ def test_end_to_end_with_standin_exports(tmp_path, astronaut):
         cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, 1.5 * max(x2 - x1, y2 - y1)
         keep = np.ones(astronaut.shape[:2], bool)
         keep[max(0, int(cy - half)):int(cy + half), max(0, int(cx - half)):int(cx + half)] = False
-        np.testing.assert_array_equal(result[keep], astronaut[keep])
-        assert not np.array_equal(result[~keep], astronaut[~keep])
+        # outside the face only the invisible watermark (luma, a few levels) changed the pixels
+        from ghostrt.runtime.io import watermark
+
+        outside = np.abs(result[keep].astype(int) - astronaut[keep])
+        bound = np.abs(watermark.embed(astronaut).astype(int) - astronaut).max()
+        assert outside.max() <= bound + 2 and outside.mean() < 2.0 and watermark.decode(result)["found"]
+        assert np.abs(result[~keep].astype(int) - astronaut[~keep]).mean() > outside.mean() + 1
 
         probe = ("import sys\nfrom ghostrt.cli import main\n"
                  f"rc = main({argv(tmp_path / 'again.png')!r})\n"
