@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                    help="instead: N concurrent synthetic 720p live streams through the UI's stream scheduler, "
                         "with and without cross-stream batching, e.g. 1,2,4,8 (bench/streams_bench.py)")
     p.add_argument("--stream-seconds", type=float, default=10.0, help="--streams: seconds per N and mode")
+    p.add_argument("--cluster", metavar="SECONDS", type=float, default=None,
+                   help="render a SECONDS-long clip with 1 and 2 Ray workers (local Ray): efficiency, overheads")
+    p.add_argument("--cluster-segment-seconds", type=float, default=1.0, help="--cluster: segment length (default 1)")
     p.add_argument("--camera-fps", type=float, default=30.0, help="--streams: frames each stream offers per second")
     p.set_defaults(func=run_bench)
 
@@ -72,6 +75,9 @@ def run_bench(args) -> int:
     if args.streams is not None:
         from ghostrt.bench.streams_bench import run_from_args as run_streams
         return run_streams(args)
+    if args.cluster is not None:
+        from ghostrt.bench.cluster_bench import run_from_args as run_cluster
+        return run_cluster(args)
     if args.memory is not None:
         from ghostrt.bench.memory_bench import run_from_args
         return run_from_args(args)
