@@ -51,14 +51,47 @@ def test_export_cli_missing_weights_is_one_line_exit_2(tmp_path, capsys):
 
 # ------------------------------------------------------------------------ stand-ins known wherever they lie
 
+OFFICIAL_STANDIN_FILES = {"G_unet_1block.pth", "G_unet_2blocks.pth", "G_unet_3blocks.pth", "backbone.pth",
+                          "scrfd_10g_bnkps.onnx", "2d106det-symbol.json", "2d106det-0000.params"}
+
+
 @pytest.fixture(scope="module")
 def small_standins(tmp_path_factory):
-    """The detector and landmark stand-ins of the default seed, as `ghostrt weights stand-in` writes them."""
-    from ghostrt.weights.standin import write_standins
-
+    """The detector and landmark stand-ins of the default seed, written by `ghostrt weights stand-in --out D`
+    (only the small parts: the generator and ArcFace are hundreds of MB)."""
     folder = tmp_path_factory.mktemp("standin-out")
-    write_standins(folder, seed=0, parts=("detector", "landmarks"), log=lambda *_: None)
+    assert main(["weights", "stand-in", "--out", str(folder), "--parts", "detector,landmarks"]) == 0
+    assert (folder / "standin.json").is_file()
     return folder
+
+
+def test_the_checksum_table_covers_every_file_the_writer_makes():
+    """A stand-in file missing from the table would pass for trained weights once copied out of its folder."""
+    import json
+
+    from ghostrt.weights.standin import CHECKSUMS
+
+    table = json.loads(CHECKSUMS.read_text())
+    assert set(table) == OFFICIAL_STANDIN_FILES
+    assert all(len(e["sha256"]) == 64 and e["size"] > 0 for e in table.values())
+
+
+@pytest.mark.slow
+def test_the_checksum_table_is_what_the_default_seed_writes_now(tmp_path):
+    """Every stand-in regenerated from seed 0 (~2.5 GB, all generator depths) hashes to exactly the committed
+    table: changing a stand-in writer without `write_checksum_table` fails here instead of going stale."""
+    import json
+
+    from ghostrt.weights.standin import CHECKSUMS, checksum_table, write_standins
+
+    write_standins(tmp_path, seed=0, log=lambda *_: None)
+    assert checksum_table(tmp_path) == json.loads(CHECKSUMS.read_text())
+
+
+def test_weights_standin_cli_rejects_an_unknown_part(tmp_path, capsys):
+    assert main(["weights", "stand-in", "--out", str(tmp_path), "--parts", "detector,vae"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--parts" in err[0] and not any(tmp_path.iterdir())
 
 
 def test_standin_files_are_the_committed_checksums(small_standins):
@@ -100,3 +133,40 @@ def test_copied_standin_files_without_the_marker_are_known_by_content(small_stan
     (tmp_path / "scrfd_10g_bnkps.onnx").write_bytes(bytes(data))
     assert sorted(resolve_weights(tmp_path, create_standins=False, log=lambda *_: None).standin_models) == \
         ["landmarks"]
+
+
+def test_a_renamed_standin_without_the_marker_is_still_known(small_standins, tmp_path):
+    """The content decides, not the name: the stand-in detector renamed, and the stand-in detector put under the
+    official ONNX landmark name (2d106det.onnx), are both still stand-ins."""
+    import shutil
+
+    from ghostrt.weights.standin import is_standin_file
+
+    shutil.copy(small_standins / "scrfd_10g_bnkps.onnx", tmp_path / "my_detector.onnx")
+    assert is_standin_file(tmp_path / "my_detector.onnx") == "its sha256 is a stand-in's"
+    shutil.copy(small_standins / "scrfd_10g_bnkps.onnx", tmp_path / "2d106det.onnx")
+    for name in ("G_unet_2blocks.pth", "backbone.pth", "scrfd_10g_bnkps.onnx"):
+        (tmp_path / name).write_bytes(b"not a stand-in")
+    lines = []
+    ws = resolve_weights(tmp_path, create_standins=False, log=lines.append)
+    assert ws.standin_models == ["landmarks"] and ws.path("landmarks") == tmp_path / "2d106det.onnx"
+    assert len(lines) == 1 and "2d106det.onnx" in lines[0] and "STAND-IN" in lines[0]
+    assert "landmarks" in ws.banner() and "STAND-IN" in ws.banner()
+
+
+def test_resolve_onnx_and_the_label_follow_a_standin_found_by_content(small_standins, tmp_path, monkeypatch):
+    """ghostrt.loading.resolve_onnx (what Swapper/LoadedNets.standin_models come from) reports the net whose file
+    is a copied stand-in, so every banner and label built from it says stand-in."""
+    import shutil
+
+    from ghostrt import loading
+    from ghostrt.export import models
+
+    for name in ("scrfd_10g_bnkps.onnx", "2d106det-symbol.json", "2d106det-0000.params"):
+        shutil.copy(small_standins / name, tmp_path / name)
+    for name in ("G_unet_2blocks.pth", "backbone.pth"):
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.setattr(models, "ensure_onnx", lambda model, *a, **k: tmp_path / f"{model}.onnx")
+    _, kind, standin, weights = loading.resolve_onnx(tmp_path, tmp_path / "engines", None, 2, log=lambda *_: None)
+    assert kind == "retinaface"                 # a stand-in SCRFD detects nothing real: the usual fallback
+    assert standin == ["landmarks"] and sorted(weights.standin_models) == ["detector", "landmarks"]

@@ -43,15 +43,21 @@ def known_checksums() -> dict[int, set[str]]:
     return sizes
 
 
-def write_checksum_table(*folders) -> dict:
-    """The table CHECKSUMS holds, from folders of seed-0 stand-ins (all generator depths between them)."""
+def checksum_table(*folders) -> dict:
+    """{file name: {size, sha256}} of the stand-in files in `folders` (marker and README left out), sorted."""
     from ghostrt.checksum import sha256_file
 
     table = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
              for folder in folders for p in sorted(Path(folder).iterdir())
              if p.is_file() and p.name not in (MARKER, "README.txt")}
+    return dict(sorted(table.items()))
+
+
+def write_checksum_table(*folders) -> dict:
+    """The table CHECKSUMS holds, from folders of seed-0 stand-ins (all generator depths between them)."""
+    table = checksum_table(*folders)
     with atomic_path(CHECKSUMS) as tmp:
-        tmp.write_text(json.dumps(dict(sorted(table.items())), indent=2) + "\n")
+        tmp.write_text(json.dumps(table, indent=2) + "\n")
     return table
 
 

@@ -4,10 +4,15 @@ from pathlib import Path
 
 
 def _standin(args):
-    from ghostrt.weights.standin import write_standins
+    from ghostrt.errors import GhostError
+    from ghostrt.weights.standin import ALL_PARTS, write_standins
 
     blocks = tuple(int(b) for b in args.blocks.split(","))
-    write_standins(args.out, seed=args.seed, blocks=blocks)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    unknown = [p for p in parts if p not in ALL_PARTS]
+    if unknown or not parts:
+        raise GhostError(f"--parts {args.parts}: choose from {', '.join(ALL_PARTS)}")
+    write_standins(args.out, seed=args.seed, blocks=blocks, parts=parts)
     print(f"wrote UNTRAINED stand-in weights to {args.out}/ (see README.txt there)")
     return 0
 
@@ -26,6 +31,8 @@ def register(sub):
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--blocks", default="1,2,3", help="generator block counts to write (default 1,2,3)")
+    s.add_argument("--parts", default="generator,arcface,detector,landmarks",
+                   help="nets to write stand-ins for, comma-separated (default all four)")
     s.set_defaults(func=_standin)
     f = wsub.add_parser("fetch", help="download the official set (weights/manifest.json), pin sha256")
     f.add_argument("--weights-dir", type=Path, default=Path("weights"))
