@@ -127,7 +127,7 @@ def build_models(models, precision: str, weights_dir=None, engines_dir=engine_ca
         started = time.perf_counter()
         blob, manifest, cached = ovb.compile_blob(model, onnx_path, precision, engines_dir, quant_recipe=recipe,
                                                   source_onnx=source if onnx_path != source else None,
-                                                  log=lambda line: None)
+                                                  log=lambda line: None, warn=log)   # a corrupt cached blob is said
         seconds = time.perf_counter() - started
         gate = fidelity.GATES["bf16" if precision == "fp32" else precision]
         record = measured_before(manifest, gate)

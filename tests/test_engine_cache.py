@@ -127,7 +127,9 @@ def test_corrupt_engine_is_refused_and_not_found(built, rtx, tmp_path):
     moved = engine_cache.read_manifest(tmp_path / Path(m["manifest_path"]).name)
     with pytest.raises(GhostError, match="sha256 does not match"):
         engine_cache.validate_for_run(moved, RTX_4090, rtx.version)
-    assert engine_cache.find_engine(tmp_path, engine_cache.key_from_manifest(moved)) is None
+    said = []
+    assert engine_cache.find_engine(tmp_path, engine_cache.key_from_manifest(moved), log=said.append) is None
+    assert len(said) == 1 and str(copy) in said[0] and "corrupt or replaced" in said[0] and "rebuilding" in said[0]
 
 
 def test_record_fidelity_merges_and_keeps_the_engine_valid(built, rtx):

@@ -232,6 +232,48 @@ def test_build_command_fp32_prints_built_then_cached_with_numbers(tiny, capsys):
     assert cosine > 0.99999                           # OpenVINO FP32 against ONNX Runtime FP32
 
 
+def flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_cached_blob_with_one_flipped_byte_is_said_and_compiled_again(tmp_path):
+    """compile_blob never reuses a blob whose sha256 no longer matches its manifest: one line names the file
+    (corrupt or replaced; rebuilding), the blob is compiled again, and the rebuilt one is reused quietly."""
+    fp32 = tiny_arcface(tmp_path / "arcface.onnx")
+    engines = tmp_path / "engines"
+    said = []
+    blob, manifest, cached = ovb.compile_blob("arcface", fp32, "fp32", engines, log=lambda _: None, warn=said.append)
+    assert not cached and not said
+    assert ovb.compile_blob("arcface", fp32, "fp32", engines, log=lambda _: None, warn=said.append)[2] is True
+    assert not said                                                    # an intact blob is reused quietly
+    flip_one_byte(blob)
+    assert engine_cache.sha256_file(blob) != manifest["engine_sha256"]
+    again, manifest2, cached = ovb.compile_blob("arcface", fp32, "fp32", engines, log=lambda _: None,
+                                                warn=said.append)
+    assert cached is False, "a corrupt cached blob was used"
+    assert len(said) == 1 and str(blob) in said[0] and "corrupt or replaced" in said[0] and "rebuilding" in said[0]
+    assert "\n" not in said[0]
+    assert again == blob and engine_cache.sha256_file(blob) == manifest2["engine_sha256"]
+    ovb.OpenVinoExecutor(blob, 1)                                      # the rebuilt blob loads
+
+
+def test_build_command_says_a_corrupt_cached_blob_and_rebuilds_it(tiny, capsys):
+    argv = ["build", "--backend", "openvino", "--precision", "fp32", "--models", "arcface",
+            "--engines-dir", str(tiny["dir"])]
+    assert main(argv) == 0
+    blob = next(tiny["dir"].glob("arcface-fp32-openvino.*.engine"))
+    capsys.readouterr()
+    flip_one_byte(blob)
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    said = [line for line in out if "corrupt or replaced" in line]
+    assert len(said) == 1 and str(blob) in said[0]
+    assert any(line.startswith("arcface") and " built " in line for line in out)     # not " cached "
+    assert engine_cache.sha256_file(blob) == engine_cache.read_manifest(blob.with_suffix(".json"))["engine_sha256"]
+
+
 def test_tensorrt_build_refuses_bf16_and_openvino_refuses_fp16(tiny):
     with pytest.raises(GhostError, match="bf16 is a CPU precision: build it with --backend openvino"):
         engine_build.build_models(["arcface"], "bf16", backend="auto", engines_dir=tiny["dir"], **QUIET)

@@ -109,8 +109,12 @@ def compile_blob(model: str, onnx_path, precision: str, engines_dir, quant_recip
     """Compile `onnx_path` for this CPU into engines_dir, or reuse the cached blob of the same key.
 
     Returns (blob path, manifest, cached). bf16 on a CPU without it is refused: OpenVINO would quietly run
-    FP32 and the manifest would lie about the precision. A cached blob that no longer matches its manifest is
-    said to `warn` (default: `log`) and recompiled."""
+    FP32 and the manifest would lie about the precision. A cached blob whose size or sha256 no longer matches
+    its manifest (corrupt or replaced) is never used: it is said in one line naming the file to `warn` (default:
+    `log`; callers that compile quietly still pass a `warn`) and compiled again over it -- the way a cached
+    TensorRT engine is treated (engine_cache.find_engine says it, export.engine_build.build_one rebuilds it).
+    Loading a blob by its manifest (engine_cache.validate_file) refuses a mismatch with a one-line GhostError
+    instead, since nothing there can rebuild it."""
     if precision not in PRECISIONS:
         raise GhostError(f"--precision {precision}: OpenVINO runs {', '.join(PRECISIONS)}")
     ov = load_openvino()
