@@ -14,6 +14,7 @@ from ghostrt.runtime.types import Face
 class FakeResult:
     def __init__(self, image, faces, swapped):
         self.image, self.faces, self.swapped, self.warnings, self.timings = image, faces, swapped, [], {"swap": 0.0}
+        self.frame = image
 
 
 class FakeSwapper:
@@ -61,6 +62,24 @@ class FakeSwapper:
 
     def stream(self, who, **kw):
         return FakeStream(self, who)
+
+    def provenance(self, output=None, target=None, **kw):
+        return None                                   # no signing or watermark: the fake's output is checked raw
+
+    def swap_image(self, target, output, who, targets=None, faces="largest", debug_sheet=None, **kw):
+        """The real one's file contract (read, swap, labelled write, sheet beside it), without provenance."""
+        from ghostrt.runtime.io import image_io
+
+        rgb, alpha, info = image_io.read_image(target)
+        res = self.swap(rgb, who, faces=faces, targets=targets)
+        label = self.label(len(res.swapped))
+        image_io.write_image(output, res.image, alpha, label, info.icc_profile)
+        if debug_sheet is not None:
+            from ghostrt.runtime.io.debug_sheet import write_debug_sheet
+
+            write_debug_sheet(debug_sheet, rgb, res, {}, standin_models=self.standin_models, title="fake",
+                              label=label)
+        return SimpleNamespace(result=res, info=info, notes=[], label=label)
 
     def label(self, swapped, operation="image face swap"):
         return make_label(swapped, True, operation=operation)

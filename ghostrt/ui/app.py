@@ -31,7 +31,7 @@ THUMB = 128
 
 
 class Entry(SimpleNamespace):
-    """One checked upload: name, rgb, alpha, info; identity / faces once computed."""
+    """One checked upload: name, path, rgb, alpha, info; identity / faces once computed."""
 
 
 class AppState:
@@ -126,7 +126,7 @@ def create_app(swapper, work_dir: Path | None = None, max_image_mb: int = upload
     async def _checked_image(upload: UploadFile) -> tuple[Path, Entry]:
         path = await uploads.save_upload(upload, state.work_dir, state.max_image_bytes)
         rgb, alpha, info = uploads.read_image_upload(path)
-        return path, Entry(name=path.name, rgb=rgb, alpha=alpha, info=info, identity=None, faces=None)
+        return path, Entry(name=path.name, path=path, rgb=rgb, alpha=alpha, info=info, identity=None, faces=None)
 
     @app.post("/api/source")
     async def source(file: UploadFile = File(...)):

@@ -1,9 +1,9 @@
-"""The image tab's swap: the same Swapper calls and the same writers as `ghostrt swap image`, so the page's
-result equals the CLI's for the same inputs (labelled PNG, debug sheet beside it)."""
+"""The image tab's swap goes through `Swapper.swap_image`, the call `ghostrt swap image` makes, on the uploaded
+file itself: the page's result is the CLI's for the same inputs (watermark, signed C2PA manifest and label
+included), and the debug sheet beside it is the CLI's --debug-sheet."""
 
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 from ghostrt.errors import GhostError
 
@@ -27,29 +27,29 @@ def parse_assign(text: str, faces: int, sources: int) -> list[tuple[int, int]]:
 
 
 def run(state, target, sources: list, mode: str, assign: str) -> dict:
-    from ghostrt.runtime.io import image_io
-    from ghostrt.runtime.io.debug_sheet import write_debug_sheet
+    from ghostrt.ui.uploads import user_message
 
     if not sources:
         raise GhostError("no source photo: upload at least one photo of the identity to put in")
     if mode not in MODES:
         raise GhostError(f"mode {mode!r}: use one of {', '.join(MODES)}")
     sw = state.sw
-    with state.lock:
-        if mode == "choose":
-            pairs = parse_assign(assign, len(target.faces or []), len(sources))
-            who = [state.identity(sources[s]) for _, s in pairs]
-            res = sw.swap(target.rgb, who, targets=[target.faces[f] for f, _ in pairs])
-        else:                        # the CLI's default: all sources averaged into one identity
-            who = sw.identity([s.rgb for s in sources]) if len(sources) > 1 else state.identity(sources[0])
-            res = sw.swap(target.rgb, who, faces=mode)
-    label = sw.label(len(res.swapped), operation="image face swap")
     out_dir = Path(tempfile.mkdtemp(dir=state.work_dir))
     stem = Path(target.name).stem
     result_path, sheet_path = out_dir / f"{stem}-ghostrt.png", out_dir / f"{stem}-sheet.png"
-    image_io.write_image(result_path, res.image, target.alpha, label, target.info.icc_profile)
-    shim = SimpleNamespace(frame=res.image, faces=res.faces, swapped=res.swapped, warnings=res.warnings)
-    write_debug_sheet(sheet_path, target.rgb, shim, dict(getattr(res, "timings", {}) or {}),
-                      standin_models=list(sw.standin_models or []), title=f"{target.name} (ghostrt ui)", label=label)
+    with state.lock:
+        if mode == "choose":         # the gallery's faces name the targets (as --target-face photos would)
+            pairs = parse_assign(assign, len(target.faces or []), len(sources))
+            who = [state.identity(sources[s]) for _, s in pairs]
+            targets, faces = [target.faces[f] for f, _ in pairs], "largest"
+        else:                        # the CLI's default: all sources averaged into one identity
+            who = sw.identity([s.rgb for s in sources]) if len(sources) > 1 else state.identity(sources[0])
+            targets, faces = None, mode
+        try:
+            out = sw.swap_image(target.path, result_path, who, targets=targets, faces=faces,
+                                debug_sheet=sheet_path)
+        except GhostError as err:
+            raise GhostError(user_message(err, target.path)) from None
+    res = out.result
     return {"swapped": len(res.swapped), "faces": len(res.faces), "warnings": list(res.warnings),
             "result_path": result_path, "sheet_path": sheet_path}

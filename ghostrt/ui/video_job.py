@@ -1,6 +1,7 @@
 """The video tab: an upload is probed like `ghostrt swap video`'s input, its first frame with a face is the
 gallery, and the render runs the runtime's video loop (audio and subtitles remuxed untouched, atomic output)
 in a worker thread over one `sw.stream(...)`, reporting frames, fps and ETA, and cancellable between batches.
+Every frame is watermarked and the file signed as `swap video` does (the Swapper's provenance).
 """
 
 import io
@@ -58,8 +59,9 @@ class Job:
             with self.state.lock:
                 self.stream = sw.stream(self.who, targets=self.targets, faces=self.faces, batch=BATCH)
             label = sw.label(1, operation="video face swap")
+            prov = sw.provenance(self.output, self.video.path)     # as `swap video`: watermarked and signed
             self.summary = swap_video(self.video.path, self.output, self, batch=BATCH, label=label,
-                                      progress=False, log=io.StringIO())
+                                      progress=False, log=io.StringIO(), provenance=prov)
             self.status = "done"
         except Cancelled:
             self.status = "cancelled"
