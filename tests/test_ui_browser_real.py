@@ -108,7 +108,7 @@ def face_photo(target: Path, box, path: Path) -> Path:
 
 def save_screenshot(page, tmp_path: Path) -> Path:
     """The page with its result, palette-reduced so the committed PNG stays small."""
-    page.set_viewport_size({"width": 1280, "height": 800})
+    page.set_viewport_size({"width": 1280, "height": 960})
     page.wait_for_timeout(200)
     shot = Image.open(io.BytesIO(page.screenshot(full_page=False))).convert("RGB")
     target = SCREENSHOT if os.environ.get("GHOSTRT_UPDATE_SCREENSHOT") == "1" else tmp_path / "screenshot.png"
@@ -150,7 +150,7 @@ def test_image_tab_download_equals_the_cli_output(real, tmp_path, capsys):
         dl.value.save_as(got)
         shot = save_screenshot(page, tmp_path)
     assert shot.stat().st_size < SCREENSHOT_MAX_BYTES, shot.stat().st_size
-    assert Image.open(shot).size == (1280, 800)
+    assert Image.open(shot).size == (1280, 960)
 
     cli = tmp_path / "cli.png"
     crop = face_photo(target, faces[pick]["box"], tmp_path / "chosen-face.png")
