@@ -99,8 +99,10 @@ def _first_spec(todo, make_spec):
 
 def run_render(args) -> int:
     from ghostrt.render import driver, jobs
+    from ghostrt.runtime.io import provenance
 
     _check(args)
+    prov = provenance.from_args(args)       # a bad signing key fails the run before any job, net or worker
     if args.jobs is not None:
         todo = jobs.load_jobs_file(args.jobs, args.source, args.target_face)
     else:
@@ -114,7 +116,8 @@ def run_render(args) -> int:
             pool.start(_first_spec(todo, make_spec))
             print(f"ghostrt render: Ray up with {len(pool._actors)} worker(s) in {pool.started_seconds:.1f} s",
                   file=sys.stderr)
-        results = driver.render_jobs(todo, make_spec, opts, pool=pool, progress=not args.no_progress)
+        results = driver.render_jobs(todo, make_spec, opts, pool=pool, progress=not args.no_progress,
+                                     provenance=prov)
     finally:
         if pool is not None:
             pool.close()

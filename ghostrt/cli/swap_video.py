@@ -84,9 +84,7 @@ def _label_for(process) -> dict:
 def _with_backend(prov, process):
     """The manifest names the generator's backend and precision, known once the nets are loaded."""
     choice = getattr(getattr(process, "swapper", None), "choices", {}).get("generator")
-    if choice is not None:
-        prov.backend, prov.precision = choice.backend, choice.precision
-    return prov
+    return prov if choice is None else prov.for_generator(choice.backend, choice.precision)
 
 
 def run_video(args, make_process) -> int:

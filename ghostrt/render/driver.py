@@ -1,6 +1,8 @@
 """The render driver: runs the jobs in order, each in this process (as `swap video` does) or, with a worker
 pool, as keyframe segments rendered in parallel and stitched here; it goes on past a failed job and keeps
-the books the summary table shows."""
+the books the summary table shows. Every output carries `swap video`'s provenance: the same watermark on every
+frame (put on by the workers in the segmented path), label and container tag, and a C2PA manifest signed here,
+on the driver, before the output is renamed into place."""
 
 import sys
 import time
@@ -68,12 +70,34 @@ def _frames_of(job: Job) -> int:
         return 0
 
 
-def _one_process(job: Job, spec, opts: RenderOptions, cache: dict, progress: _Progress) -> JobResult:
-    from ghostrt.runtime.io import video_io, video_writer
+def _check_output(job: Job, codec: str | None):
+    """The file checks before any net loads or any worker starts: input, output plan, and a container that
+    can carry a C2PA manifest (embedded, or the .c2pa sidecar)."""
+    from ghostrt.runtime.io import c2pa_manifest, video_io, video_writer
+
+    info = video_io.probe(job.target)
+    plan = video_writer.plan_output(job.output, info, codec)
+    c2pa_manifest.sign_mode(plan.path)
+    return info, plan
+
+
+def _job_provenance(base, job: Job, generators) -> object:
+    """The run's provenance for this output: its target as the manifest's parent, and the generator's backend
+    and precision as the workers ran it (several differing workers are all named)."""
+    from dataclasses import replace
+
+    found = sorted({g for g in generators if g})
+    prov = replace(base, target=job.target)
+    if not found:
+        return prov
+    return prov.for_generator(",".join(dict.fromkeys(b for b, _ in found)),
+                              ",".join(dict.fromkeys(p for _, p in found)))
+
+
+def _one_process(job: Job, spec, opts: RenderOptions, cache: dict, progress: _Progress, base) -> JobResult:
     from ghostrt.runtime.loops import video_loop
 
-    info = video_io.probe(job.target)                       # the file checks before any net loads
-    video_writer.plan_output(job.output, info, opts.codec)
+    _check_output(job, opts.codec)
     loaded = cache.get(spec.key)
     if loaded is None:
         loaded = cache[spec.key] = spec.load()
@@ -81,33 +105,41 @@ def _one_process(job: Job, spec, opts: RenderOptions, cache: dict, progress: _Pr
     try:
         summary = video_loop.swap_video(job.target, job.output, _Counting(stream, progress), batch=opts.batch,
                                         codec=opts.codec, crf=opts.crf, label=loaded.label, progress=False,
-                                        log=sys.stderr)
+                                        log=sys.stderr, provenance=_job_provenance(
+                                            base, job, [getattr(loaded, "generator", None)]))
     finally:
         getattr(stream, "close", lambda: None)()
     return JobResult(job, "done", frames=summary["frames"], segments=1)
 
 
-def _segmented(job: Job, spec, opts: RenderOptions, pool, progress: _Progress) -> JobResult:
-    from ghostrt.runtime.io import video_io, video_writer
-
-    info = video_io.probe(job.target)
-    plan = video_writer.plan_output(job.output, info, opts.codec)
+def _segmented(job: Job, spec, opts: RenderOptions, pool, progress: _Progress, base) -> JobResult:
+    info, plan = _check_output(job, opts.codec)
     if plan.codec not in segments.STITCHABLE_CODECS:
         raise GhostError(f"{job.output}: segments are stitched as H.264; {plan.codec} output renders in one "
                          "process (drop --ray, or use .mp4/.mkv/.mov)")
     found = segments.scan(info)
     parts = segments.plan_segments(found, opts.segment_seconds, opts.detect_every)
-    tasks = [SegmentTask(0, info, found, seg, spec, job.output.suffix, opts.crf, opts.batch) for seg in parts]
+    marks = base.marks_only()
+    tasks = [SegmentTask(0, info, found, seg, spec, job.output.suffix, opts.crf, opts.batch, marks=marks)
+             for seg in parts]
     before = pool.resubmitted
     encoded = pool.run(tasks, on_done=lambda r: progress.add(r.frames))
     label = next((e.label for e in encoded if e.label), None)
-    frames = segments.stitch(job.output, info, encoded, crf=opts.crf, label=label)
+    prov = _job_provenance(base, job, [e.generator for e in encoded])
+    frames = segments.stitch(job.output, info, encoded, crf=opts.crf, label=label, provenance=prov)
     return JobResult(job, "done", frames=frames, segments=len(parts), retries=pool.resubmitted - before)
 
 
 def render_jobs(jobs: list[Job], make_spec, opts: RenderOptions, pool=None, progress: bool = True,
-                log=print) -> list[JobResult]:
-    """Run every job; `make_spec(job)` is the processor recipe, `pool` None renders in this process."""
+                log=print, provenance=None) -> list[JobResult]:
+    """Run every job; `make_spec(job)` is the processor recipe, `pool` None renders in this process.
+    `provenance` (runtime.io.provenance.Provenance, its signer already checked): what every output carries;
+    None resolves the default signer ($GHOSTRT_SIGN_CERT/KEY, else the local test CA), so no output of a
+    render goes unsigned or unmarked."""
+    if provenance is None:
+        from ghostrt.runtime.io import provenance as provenance_io
+
+        provenance = provenance_io.for_output(log=log)
     results: list[JobResult] = []
     pending = []
     for job in jobs:
@@ -125,9 +157,9 @@ def render_jobs(jobs: list[Job], make_spec, opts: RenderOptions, pool=None, prog
                                                          if k in RenderOptions.__dataclass_fields__}})
                 spec = make_spec(job)
                 if pool is None:
-                    result = _one_process(job, spec, o, cache, bar)
+                    result = _one_process(job, spec, o, cache, bar, provenance)
                 else:
-                    result = _segmented(job, spec, o, pool, bar)
+                    result = _segmented(job, spec, o, pool, bar, provenance)
             except GhostError as err:
                 result = JobResult(job, "failed", reason=str(err).splitlines()[0])
             except Exception as err:      # one job's surprise must not stop the others

@@ -57,6 +57,7 @@ class EncodedSegment:
     seconds: float = 0.0
     worker: str = ""
     label: dict | None = None        # the provenance label the worker's swapper gives its output
+    generator: tuple[str, str] | None = None     # (backend, precision) of the worker's generator
 
 
 def scan(info: video_io.VideoProbe) -> Scan:
@@ -134,10 +135,12 @@ def decode_segment(info: video_io.VideoProbe, found: Scan, seg: Segment):
 
 
 def render_segment(info: video_io.VideoProbe, found: Scan, seg: Segment, stream, suffix: str = ".mp4",
-                   crf: int = 18, batch: int = 8) -> EncodedSegment:
+                   crf: int = 18, batch: int = 8, marks=None, label: dict | None = None) -> EncodedSegment:
     """Decode, process and encode one segment. `stream` is a fresh stateful processor (process_batch,
     flush; its first_index already set to seg.warm_start); frames outside [start, end) are processed for
-    their state only and dropped. Returns the encoded packets (the temporary file is removed)."""
+    their state only and dropped. Returns the encoded packets (the temporary file is removed).
+    `marks` (a Provenance): applied to each written frame by the same VideoWriter.write as `swap video`'s,
+    so the stitched pixels equal its output; never signed here (the stitched file is, on the driver)."""
     import time
 
     started = time.perf_counter()
@@ -151,8 +154,9 @@ def render_segment(info: video_io.VideoProbe, found: Scan, seg: Segment, stream,
     template = replace(info, streams=[])
     with tempfile.TemporaryDirectory(prefix="ghostrt-seg-") as tmp:
         out = Path(tmp) / f"segment{seg.index}{suffix}"
+        marks = marks.marks_only() if marks is not None else None
         with video_writer.VideoWriter(out, template, codec="libx264", crf=crf, encoder_options=STITCH_OPTIONS,
-                                      on_packet=keep) as writer:
+                                      on_packet=keep, label=label, provenance=marks) as writer:
             pts_of = {}
             emitted = [seg.warm_start]
 
@@ -184,13 +188,15 @@ def render_segment(info: video_io.VideoProbe, found: Scan, seg: Segment, stream,
 
 
 def stitch(output, info: video_io.VideoProbe, encoded: list[EncodedSegment], crf: int = 18,
-           label: dict | None = None) -> int:
+           label: dict | None = None, provenance=None) -> int:
     """Write the segments' packets, in order, into `output` (atomically) beside the input's audio and
-    subtitles, remuxed once. dts are kept rising across joins. Returns the frames written."""
+    subtitles, remuxed once. dts are kept rising across joins. Returns the frames written.
+    `provenance`: the packets are already marked (in the workers); the writer signs the complete file at its
+    temporary name and only then renames it, exactly as it finishes `swap video`'s output."""
     encoded = sorted(encoded, key=lambda e: e.index)
     last_dts = None
     with video_writer.VideoWriter(output, info, codec="libx264", crf=crf, label=label,
-                                  encoder_options=STITCH_OPTIONS) as writer:
+                                  encoder_options=STITCH_OPTIONS, provenance=provenance) as writer:
         for seg in encoded:
             for pts, dts, key, duration, data in seg.packets:
                 packet = av.Packet(data)

@@ -3,7 +3,8 @@ from the driver (plain actors + ray.wait with an index -> segment map, so a segm
 node is submitted again elsewhere; Ray's ActorPool never resubmits).
 
 A processor spec is a small picklable recipe: `spec.key` names what it loads, `spec.load()` returns an object
-with `stream(first_index)` (a fresh stateful process_batch/flush stream), `label` and `close()`.
+with `stream(first_index)` (a fresh stateful process_batch/flush stream), `label`, `close()` and optionally
+`generator` ((backend, precision) the manifest names).
 """
 
 import os
@@ -49,6 +50,8 @@ class _LoadedSwapper:
         self.targets = [self.swapper.identity([p]) for p in spec.target_faces] or None
         self.standin = list(self.swapper.standin_models)
         self.label = self.swapper.label(1, operation="video face swap")
+        gen = self.swapper.choices["generator"]
+        self.generator = (gen.backend, gen.precision)
 
     def stream(self, first_index: int):
         s = self.spec
@@ -74,6 +77,7 @@ class SegmentTask:
     crf: int
     batch: int
     attempts: int = 0
+    marks: object = None           # runtime.io.provenance.Provenance.marks_only(): the frames' marks, no signer
 
 
 def render_task(loaded_cache: dict, task: SegmentTask, worker: str = "local") -> segments.EncodedSegment:
@@ -83,11 +87,12 @@ def render_task(loaded_cache: dict, task: SegmentTask, worker: str = "local") ->
     stream = loaded.stream(task.segment.warm_start)
     try:
         result = segments.render_segment(task.info, task.scan, task.segment, stream, task.suffix, task.crf,
-                                         task.batch)
+                                         task.batch, marks=task.marks, label=getattr(loaded, "label", None))
     finally:
         getattr(stream, "close", lambda: None)()
     result.worker = worker
     result.label = getattr(loaded, "label", None)
+    result.generator = getattr(loaded, "generator", None)
     return result
 
 

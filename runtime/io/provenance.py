@@ -2,7 +2,7 @@
 before any work so a bad key fails first; image_io, video_writer and the webcam loop apply it."""
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,16 @@ class Provenance:
         if self.visible_mark:
             rgb = visible_mark.apply(rgb)
         return watermark.embed(rgb) if self.watermark else rgb
+
+    def for_generator(self, backend: str | None, precision: str | None) -> "Provenance":
+        """A copy naming the generator's backend and precision in the manifest: they are known only once the
+        nets are loaded, after the signer was checked."""
+        return replace(self, backend=backend, precision=precision)
+
+    def marks_only(self) -> "Provenance":
+        """The part a segment worker applies to its frames: the marks, never the signer, so the private key
+        stays with the driver that signs the stitched file."""
+        return replace(self, signer=None)
 
     def sign(self, path, label: dict | None, final_name=None, log=print) -> Path | None:
         if self.signer is None:
