@@ -187,3 +187,23 @@ def test_a_bad_signing_key_fails_the_render_before_any_job(tmp_path, monkeypatch
                  "--sign-cert", "missing.pem", "--sign-key", "missing.key", "--no-progress"]) == 2
     assert "signing certificate does not exist" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mp4"]
+
+
+def test_visible_mark_is_put_on_by_the_workers_as_in_one_process(tmp_path):
+    from dataclasses import replace
+
+    from ghostrt.runtime.io import provenance
+
+    clip = keyframed_clip(tmp_path / "t.mp4", frames=8, gop=4, size=(128, 96))
+    prov = replace(provenance.for_output(log=lambda *_: None), visible_mark=True)
+    opts = driver.RenderOptions(crf=0, batch=4, segment_seconds=0.1)
+    outs = {}
+    for name, pool, p in (("plain", None, None), ("one", None, prov), ("seg", LocalPool(), prov)):
+        outs[name] = tmp_path / f"{name}.mp4"
+        (r,) = driver.render_jobs([jobs.Job(clip, outs[name], (Path("s.jpg"),))], lambda j: StubSpec(), opts,
+                                  pool=pool, progress=False, provenance=p)
+        assert r.status == "done", r.reason
+    assert_same(outs["one"], outs["seg"], 8)
+    plain, marked = decoded(outs["plain"]), decoded(outs["one"])
+    assert max(int(np.abs(x.astype(int) - y).max()) for (_, x), (_, y) in zip(plain, marked)) > 32
+    assert ghostrt.verify(outs["seg"]).c2pa["ghostrt"]["visible_mark"] is True
