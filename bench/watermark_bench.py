@@ -71,8 +71,8 @@ def watermark_report(runs: list[dict], frame_size, iterations: int, warmup: int)
 def watermark_line(report: dict) -> str:
     w = report["stages"]["watermark"]["p50_ms"]
     d = report["stages"]["watermark_decode"]["p50_ms"]
-    line = (f"watermark (1920x1080): embed p50 {w:.1f} ms, decode p50 {d:.1f} ms; webcam embeds every "
-            f"{report['webcam_every']}th frame ({report['webcam_ms_per_frame']:.1f} ms per live frame)")
+    line = (f"watermark (1920x1080): embed p50 {w:.1f} ms, decode p50 {d:.1f} ms; webcam embeds 1 frame "
+            f"in {report['webcam_every']} ({report['webcam_ms_per_frame']:.1f} ms per live frame)")
     slowest = report.get("slowest_swap_stage")
     if slowest is not None:
         line += (f"; slowest ghostrt stage {slowest['stage']} {slowest['p50_ms_per_frame']:.1f} ms/frame at "
