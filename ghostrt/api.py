@@ -4,13 +4,14 @@ missing ONNX files is the only step that does, and only when it runs)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, ContextManager, Protocol, Sequence, Union
 
 import numpy as np
 
-from ghostrt.errors import GhostError
+from ghostrt.errors import Cancelled, GhostError
 from ghostrt.loading import LoadedNets, load_nets
 from ghostrt.runtime.stages import align, match
 from ghostrt.runtime.swap.image_swapper import ImageSwapper, SwapResult, SwappedFace, check_face_rule
@@ -32,7 +33,41 @@ class ImageOutput:
     label: dict
     timer: StageTimer
 
-__all__ = ["Face", "Identity", "ImageOutput", "Photo", "Swapper", "SwapResult", "SwappedFace"]
+class CancelFlag(Protocol):
+    """What `cancel` takes: a threading.Event, or anything with is_set()."""
+
+    def is_set(self) -> bool: ...
+
+
+class _Guarded:
+    """A stream as the video loop's process_batch, with the caller's cancel, lock and progress around each
+    batch: cancel is looked at before a batch starts (never mid-batch, so the nets are never left half-used),
+    the lock is held only while the nets run, so a live caller waits at most one batch."""
+
+    def __init__(self, stream: VideoSwapper, total: int, on_progress, cancel, lock):
+        self.stream, self.total, self.on_progress, self.cancel = stream, max(0, int(total)), on_progress, cancel
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+        self.done = 0
+
+    def _run(self, call, *args) -> list[np.ndarray]:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("cancelled")
+        with self.lock:
+            out = call(*args)
+        self.done += len(out)
+        if self.on_progress is not None:
+            self.on_progress(self.done, max(self.total, self.done))
+        return out
+
+    def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        return self._run(self.stream.process_batch, frames)
+
+    def flush(self) -> list[np.ndarray]:
+        return self._run(self.stream.flush)
+
+
+__all__ = ["Cancelled", "CancelFlag", "Face", "Identity", "ImageOutput", "Photo", "Swapper", "SwapResult",
+           "SwappedFace"]
 
 
 @dataclass(frozen=True)
@@ -263,22 +298,37 @@ class Swapper:
                    similarity: float = match.DEFAULT_THRESHOLD, batch: int = 8, detect_every: int = 1,
                    crf: int | None = 18, codec: str | None = None, overlap: bool | None = None,
                    progress: bool = False, log=None, sign_cert=None, sign_key=None,
-                   visible_mark: bool = False) -> dict:
+                   visible_mark: bool = False, on_progress: Callable[[int, int], None] | None = None,
+                   cancel: CancelFlag | None = None, lock: ContextManager | None = None) -> dict:
         """Swap through a whole video file (audio and subtitles kept; every frame watermarked; signed after
-        the file is complete, written atomically); the summary. `codec` None: what the container implies."""
+        the file is complete, written atomically); the summary. `codec` None: what the container implies.
+        The defaults are `ghostrt swap video`'s, so any caller (the web UI included) renders what the CLI does.
+
+        For callers that run it beside other work (a server):
+        - `on_progress(done, total)`: after every batch, frames swapped so far and the probed frame count
+          (an estimate for some containers; never below `done`). Called in the calling thread.
+        - `cancel`: looked at before each batch; once set, raises ghostrt.errors.Cancelled (a
+          KeyboardInterrupt) and, as with Ctrl-C, no partial output is left.
+        - `lock`: held around each batch's net calls (and the stream's setup and teardown), so other users of
+          this Swapper (a live scheduler) interleave between batches instead of racing on the executors."""
         from ghostrt.runtime.io import video_io, video_writer
         from ghostrt.runtime.loops.video_loop import swap_video
 
-        video_writer.plan_output(Path(output), video_io.probe(Path(target)), codec)
+        info = video_io.probe(Path(target))
+        video_writer.plan_output(Path(output), info, codec)
         prov = self.provenance(output, target, sign_cert, sign_key, visible_mark)
-        process = self.stream(who, targets, faces, similarity, batch, detect_every, smoothing=True,
-                              overlap=overlap)
+        guard = lock if lock is not None else contextlib.nullcontext()
+        with guard:
+            process = self.stream(who, targets, faces, similarity, batch, detect_every, smoothing=True,
+                                  overlap=overlap)
         try:
-            summary = swap_video(Path(target), Path(output), process, batch=batch, codec=codec, crf=crf,
+            guarded = _Guarded(process, info.frames, on_progress, cancel, lock)
+            summary = swap_video(Path(target), Path(output), guarded, batch=batch, codec=codec, crf=crf,
                                  label=self.label(1, "video face swap"), progress=progress, log=log,
                                  provenance=prov)
         finally:
-            process.close()
+            with guard:
+                process.close()
         summary["faces_swapped"] = process.faces_swapped
         summary["frames_swapped"] = process.frames_swapped
         summary["timings"] = dict(process.timer.seconds)

@@ -14,3 +14,8 @@ def at_least_one(flag: str, value) -> None:
     everywhere they are read."""
     if value is not None and value < 1:
         raise GhostError(f"{flag} {value}: must be at least 1")
+
+
+class Cancelled(KeyboardInterrupt):
+    """A run stopped on the caller's request (Swapper.swap_video's `cancel`). A KeyboardInterrupt, so it takes
+    Ctrl-C's path: every stage stops and the partial output is removed; `except Exception` does not swallow it."""
