@@ -76,9 +76,12 @@ class SwapperRunner:
         for idxs in groups.values():
             if len(idxs) == 1:
                 state, frame = items[idxs[0]]
+                before = getattr(state.stream, "faces_swapped", None)
                 got = state.stream.process_batch([frame])
                 image = got[0] if got else frame
-                outs[idxs[0]] = (self._finish(image), {})
+                after = getattr(state.stream, "faces_swapped", None)
+                meta = {} if before is None or after is None else {"swapped": after - before}
+                outs[idxs[0]] = (self._finish(image), meta)
                 continue
             cfg = items[idxs[0]][0].config
             results = self.sw.swap_batch([items[i][1] for i in idxs], cfg.who, targets=cfg.targets,

@@ -10,7 +10,8 @@ Rules (the webcam loop's, for many streams at once):
 - Each stream keeps its own state (the runner's `open()` result: its `sw.stream(...)`, its identity) and its
   own output slot: the worker only writes the newest output into it, so a client that reads slowly (or never)
   cannot hold the worker or the other streams back. `close()` frees the state.
-- Per stream: frames in/out/dropped, fps over the last seconds, capture->output latency p50/p99.
+- Per stream: frames in/out/dropped, faces swapped (what the runner reports: the page can tell a swap from
+  a frame passed through), fps over the last seconds, capture->output latency p50/p99.
 """
 
 import threading
@@ -47,6 +48,7 @@ class Stream:
         self.output: Output | None = None
         self.cond = threading.Condition()
         self.frames_in = self.frames_out = self.dropped = self.errors = 0
+        self.faces_swapped = 0
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.out_times: deque[float] = deque()
         self.closed = False
@@ -68,6 +70,7 @@ class Stream:
         span = (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
         lat = np.asarray(self.latencies, dtype=np.float64) * 1000.0
         return {"frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
+                "faces_swapped": self.faces_swapped,
                 "errors": self.errors, "fps": round((len(recent) - 1) / span, 2) if span > 0 else 0.0,
                 "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
                 "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
@@ -215,6 +218,7 @@ class StreamScheduler:
                 seq = stream.output.seq + 1 if stream.output else 1
                 stream.output = Output(seq, frame, captured_at, done - captured_at, {**meta, **(out_meta or {})})
                 stream.frames_out += 1
+                stream.faces_swapped += int((out_meta or {}).get("swapped", 0) or 0)
                 stream.latencies.append(done - captured_at)
                 stream.out_times.append(done)
                 while stream.out_times and done - stream.out_times[0] > FPS_WINDOW_SECONDS:

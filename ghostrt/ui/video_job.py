@@ -1,7 +1,8 @@
 """The video tab: an upload is probed like `ghostrt swap video`'s input, its first frame with a face is the
-gallery, and the render runs the runtime's video loop (audio and subtitles remuxed untouched, atomic output)
-in a worker thread over one `sw.stream(...)`, reporting frames, fps and ETA, and cancellable between batches.
-Every frame is watermarked and the file signed as `swap video` does (the Swapper's provenance).
+gallery, a preview swaps that frame with the chosen faces, and the render is `Swapper.swap_video` itself (the
+call behind `ghostrt swap video`, with its defaults: smoothing, batch, detect cadence, codec), so the page's
+file is the CLI's. It runs in a worker thread with the app lock around each batch, reports frames, fps and
+ETA, and a cancel stops it between batches with no partial output.
 """
 
 import io
@@ -11,17 +12,16 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 from fastapi import File, Form, UploadFile
+from PIL import Image
 
-from ghostrt.errors import GhostError
+from ghostrt.errors import Cancelled, GhostError
 from ghostrt.ui import uploads
 
 SCAN_FRAMES = 300            # frames searched for a first face
-BATCH = 4
-
-
-class Cancelled(KeyboardInterrupt):
-    """Raised inside the loop's process stage: the loop stops its threads and removes the partial output."""
+PREVIEW_MARK = "AI-altered - ghostrt"       # short: it must fit across a small frame
+STANDIN_MARK = "AI-altered - STAND-IN"
 
 
 class Job:
@@ -34,34 +34,15 @@ class Job:
         self.status, self.error, self.summary = "running", None, None
         self.started = time.perf_counter()
         self.cancel_event = threading.Event()
-        self.stream = None
 
-    # the loop's process_batch: one Swapper call per batch under the app lock, cancel checked between
-    def __call__(self, frames):
-        if self.cancel_event.is_set():
-            raise Cancelled()
-        with self.state.lock:
-            out = self.stream.process_batch(frames)
-        self.done += len(out)
-        return out
-
-    def flush(self):
-        with self.state.lock:
-            out = self.stream.flush()
-        self.done += len(out)
-        return out
+    def _progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, max(1, total)
 
     def run(self) -> None:
-        from ghostrt.runtime.loops.video_loop import swap_video
-
-        sw = self.state.sw
         try:
-            with self.state.lock:
-                self.stream = sw.stream(self.who, targets=self.targets, faces=self.faces, batch=BATCH)
-            label = sw.label(1, operation="video face swap")
-            prov = sw.provenance(self.output, self.video.path)     # as `swap video`: watermarked and signed
-            self.summary = swap_video(self.video.path, self.output, self, batch=BATCH, label=label,
-                                      progress=False, log=io.StringIO(), provenance=prov)
+            self.summary = self.state.sw.swap_video(self.video.path, self.output, self.who, targets=self.targets,
+                                                    faces=self.faces, log=io.StringIO(), on_progress=self._progress,
+                                                    cancel=self.cancel_event, lock=self.state.lock)
             self.status = "done"
         except Cancelled:
             self.status = "cancelled"
@@ -69,10 +50,6 @@ class Job:
             self.status, self.error = "failed", uploads.user_message(err, self.video.path)
         except Exception as err:                 # reported in the page; the server goes on
             self.status, self.error = "failed", f"{type(err).__name__}: {str(err)[:200]}"
-        finally:
-            if self.stream is not None:
-                with self.state.lock:
-                    self.stream.close()
 
     def progress(self) -> dict:
         seconds = time.perf_counter() - self.started
@@ -104,9 +81,42 @@ def _face_photo(rgb, box):
     return rgb[int(max(0, y0 - my)):int(min(h, y1 + my)), int(max(0, x0 - mx)):int(min(w, x1 + mx))].copy()
 
 
+def _choice(state, entry, sources: str, mode: str, assign: str):
+    """(who, targets, faces) for the preview and the render alike, so the preview shows the render's choice.
+    Chosen faces become identities from their crops, as `--target-face` photos do in `ghostrt swap video`."""
+    from ghostrt.ui.image_job import parse_assign
+
+    srcs = [state.entry(k, "source") for k in sources.split(",") if k]
+    if not srcs:
+        raise GhostError("no source photo: upload at least one photo of the identity to put in")
+    with state.lock:
+        if mode == "choose":
+            pairs = parse_assign(assign, len(entry.faces or []), len(srcs))
+            who = [state.identity(srcs[s]) for _, s in pairs]
+            targets = [state.sw.identity([_face_photo(entry.rgb, entry.faces[f].box)]) for f, _ in pairs]
+            return who, targets, "largest"
+        if mode in ("largest", "all"):
+            who = state.sw.identity([s.rgb for s in srcs]) if len(srcs) > 1 else state.identity(srcs[0])
+            return who, None, mode
+    raise GhostError(f"mode {mode!r}: use largest, all or choose")
+
+
+def _write_preview(state, entry, result) -> Path:
+    """The swapped frame as a PNG the page shows: labelled and visibly marked like live output (it is a swap
+    a user can save), the mark saying STAND-IN when the weights are untrained."""
+    from ghostrt.runtime.io.provenance_label import save_options
+    from ghostrt.ui.runner import draw_mark
+
+    standin = bool(state.sw.standin_models)
+    shown = draw_mark(np.asarray(result.image), STANDIN_MARK if standin else PREVIEW_MARK)
+    path = Path(tempfile.mkdtemp(dir=state.work_dir)) / (Path(entry.name).stem + "-preview.png")
+    label = state.sw.label(len(result.swapped), operation="video face swap preview")
+    Image.fromarray(shown).save(path, **save_options("PNG", label))
+    return path
+
+
 def mount(app, state) -> None:
     from ghostrt.ui.app import Entry, _thumb
-    from ghostrt.ui.image_job import parse_assign
 
     @app.post("/api/video")
     async def video_upload(file: UploadFile = File(...)):
@@ -124,25 +134,24 @@ def mount(app, state) -> None:
                 "faces": [{"index": i, "box": [round(float(v), 1) for v in f.box], "thumb": _thumb(rgb, f.box)}
                           for i, f in enumerate(faces)]}
 
+    @app.post("/api/video/preview")
+    def video_preview(video: str = Form(...), sources: str = Form(...), mode: str = Form("largest"),
+                      assign: str = Form("")):
+        entry = state.entry(video, "video")
+        if entry.rgb is None:
+            raise GhostError(f"{entry.name}: no face in the first {SCAN_FRAMES} frames, nothing to preview")
+        who, targets, faces = _choice(state, entry, sources, mode, assign)
+        with state.lock:
+            result = state.sw.swap(entry.rgb, who, faces=faces, targets=targets)
+        path = _write_preview(state, entry, result)
+        return {"preview": state.publish(path), "frame": entry.first_face_frame, "swapped": len(result.swapped),
+                "faces": len(result.faces), "standin": bool(state.sw.standin_models)}
+
     @app.post("/api/video/render")
     def video_render(video: str = Form(...), sources: str = Form(...), mode: str = Form("largest"),
                      assign: str = Form("")):
         entry = state.entry(video, "video")
-        srcs = [state.entry(k, "source") for k in sources.split(",") if k]
-        if not srcs:
-            raise GhostError("no source photo: upload at least one photo of the identity to put in")
-        targets = None
-        with state.lock:
-            if mode == "choose":
-                pairs = parse_assign(assign, len(entry.faces or []), len(srcs))
-                who = [state.identity(srcs[s]) for _, s in pairs]
-                targets = [state.sw.identity([_face_photo(entry.rgb, entry.faces[f].box)]) for f, _ in pairs]
-                faces = "largest"
-            elif mode in ("largest", "all"):
-                who = state.sw.identity([s.rgb for s in srcs]) if len(srcs) > 1 else state.identity(srcs[0])
-                faces = mode
-            else:
-                raise GhostError(f"mode {mode!r}: use largest, all or choose")
+        who, targets, faces = _choice(state, entry, sources, mode, assign)
         out = Path(tempfile.mkdtemp(dir=state.work_dir)) / (Path(entry.name).stem + "-ghostrt.mp4")
         job = Job(state, entry, who, targets, faces, out)
         state.jobs[job.id] = job

@@ -75,23 +75,38 @@ $("img-run").addEventListener("click", async () => {
 });
 
 // ------------------------------------------------------------------------------------------------- video
-const vidReady = () => { $("vid-run").disabled = !(G.sources.vid.length && G.vidTarget) || !!G.job; };
+const vidReady = () => { $("vid-run").disabled = !(G.sources.vid.length && G.vidTarget) || !!G.job;
+  $("vid-preview").disabled = $("vid-run").disabled || G.vidFirstFace == null; };
 $("vid-sources").addEventListener("change", () => uploadSources("vid", $("vid-sources"), $("vid-source-list"), vidReady));
 $("vid-target").addEventListener("change", async () => {
-  G.vidTarget = null; vidReady(); showMessage(""); $("vid-info").textContent = "uploading…";
+  G.vidTarget = null; G.vidFirstFace = null; $("vid-preview-box").hidden = true; vidReady(); showMessage("");
+  $("vid-info").textContent = "uploading…";
   try {
     const r = await api("/api/video", { method: "POST", body: form({ file: $("vid-target").files[0] }) });
-    G.vidTarget = r.id; gallery($("vid-gallery"), r.faces, "vid");
+    G.vidTarget = r.id; G.vidFirstFace = r.first_face_frame; gallery($("vid-gallery"), r.faces, "vid");
     $("vid-info").textContent = `${r.name}: ${r.frames} frames at ${r.fps.toFixed(2)} fps; ` +
       (r.first_face_frame === null ? "no face in the first frames" : `first face in frame ${r.first_face_frame}`);
   } catch (e) { $("vid-info").textContent = ""; }
   vidReady();
 });
+const vidChoice = () => ({ video: G.vidTarget, sources: G.sources.vid.join(","), mode: $("vid-mode").value,
+  assign: assignment($("vid-gallery")) });
+// the first frame with a face, swapped with the gallery's choice, before committing to the whole render
+$("vid-preview").addEventListener("click", async () => {
+  showMessage(""); $("vid-preview").disabled = true;
+  try {
+    const r = await api("/api/video/preview", { method: "POST", body: form(vidChoice()) });
+    await new Promise((ok) => { $("vid-preview-img").onload = ok; $("vid-preview-img").onerror = ok; $("vid-preview-img").src = r.preview; });
+    $("vid-preview-note").textContent = `Preview of frame ${r.frame}: swapped ${r.swapped} of ${r.faces} face(s)` +
+      (r.standin ? " — STAND-IN (untrained) weights: not a real face swap" : "");
+    $("vid-preview-box").hidden = false; G.preview = r;
+  } catch (e) { /* shown */ }
+  vidReady();
+});
 $("vid-run").addEventListener("click", async () => {
   showMessage(""); $("vid-download").hidden = true;
   try {
-    const r = await api("/api/video/render", { method: "POST", body: form({ video: G.vidTarget,
-      sources: G.sources.vid.join(","), mode: $("vid-mode").value, assign: assignment($("vid-gallery")) }) });
+    const r = await api("/api/video/render", { method: "POST", body: form(vidChoice()) });
     G.job = r.id; $("vid-cancel").disabled = false; vidReady(); pollJob();
   } catch (e) { /* shown */ }
 });
@@ -162,7 +177,7 @@ async function liveStats() {
   L.fps = span > 0 ? (L.shown.length - 1) / span : 0; L.p50 = pct(L.lat, 0.5); L.p99 = pct(L.lat, 0.99); L.server = s;
   const f = (v) => (v === null || v === undefined ? "–" : v.toFixed(0));
   $("live-stats").textContent = `displayed ${L.fps.toFixed(1)} fps\ncapture→display p50 ${f(L.p50)} ms, p99 ${f(L.p99)} ms\n` +
-    `server: ${s.fps ?? "–"} fps, swap latency p50 ${s.p50_ms ?? "–"} ms p99 ${s.p99_ms ?? "–"} ms, dropped ${s.dropped ?? 0}\n` +
+    `server: ${s.fps ?? "–"} fps, swap latency p50 ${s.p50_ms ?? "–"} ms p99 ${s.p99_ms ?? "–"} ms, dropped ${s.dropped ?? 0}, faces swapped ${s.faces_swapped ?? "–"}\n` +
     `streams on the server: ${s.streams ?? "–"}`;
 }
 $("live-stop").addEventListener("click", async () => {
