@@ -121,6 +121,10 @@ def run_render(args) -> int:
     finally:
         if pool is not None:
             pool.close()
+    standin = sorted({name for r in results for name in r.standin})
+    if standin:
+        from ghostrt.cli.swap import STANDIN_BANNER
+        print(f"{STANDIN_BANNER} ({', '.join(standin)} untrained; put the official files in the weights folder)")
     print(jobs.summary_table(results))
     failed = [r for r in results if r.status == "failed"]
     retried = sum(r.retries for r in results)

@@ -109,7 +109,8 @@ def _one_process(job: Job, spec, opts: RenderOptions, cache: dict, progress: _Pr
                                             base, job, [getattr(loaded, "generator", None)]))
     finally:
         getattr(stream, "close", lambda: None)()
-    return JobResult(job, "done", frames=summary["frames"], segments=1)
+    return JobResult(job, "done", frames=summary["frames"], segments=1,
+                     standin=tuple(getattr(loaded, "standin", ())))
 
 
 def _segmented(job: Job, spec, opts: RenderOptions, pool, progress: _Progress, base) -> JobResult:
@@ -127,7 +128,9 @@ def _segmented(job: Job, spec, opts: RenderOptions, pool, progress: _Progress, b
     label = next((e.label for e in encoded if e.label), None)
     prov = _job_provenance(base, job, [e.generator for e in encoded])
     frames = segments.stitch(job.output, info, encoded, crf=opts.crf, label=label, provenance=prov)
-    return JobResult(job, "done", frames=frames, segments=len(parts), retries=pool.resubmitted - before)
+    standin = tuple(sorted({name for e in encoded for name in e.standin}))
+    return JobResult(job, "done", frames=frames, segments=len(parts), retries=pool.resubmitted - before,
+                     standin=standin)
 
 
 def render_jobs(jobs: list[Job], make_spec, opts: RenderOptions, pool=None, progress: bool = True,

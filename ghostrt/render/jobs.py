@@ -31,6 +31,7 @@ class JobResult:
     reason: str = ""
     retries: int = 0
     segments: int = 0
+    standin: tuple[str, ...] = ()  # nets that ran untrained stand-in weights (the CLI's banner)
 
     @property
     def fps(self) -> float:

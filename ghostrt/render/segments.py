@@ -58,6 +58,7 @@ class EncodedSegment:
     worker: str = ""
     label: dict | None = None        # the provenance label the worker's swapper gives its output
     generator: tuple[str, str] | None = None     # (backend, precision) of the worker's generator
+    standin: tuple[str, ...] = ()    # the worker's nets running untrained stand-in weights
 
 
 def scan(info: video_io.VideoProbe) -> Scan:

@@ -93,6 +93,7 @@ def render_task(loaded_cache: dict, task: SegmentTask, worker: str = "local") ->
     result.worker = worker
     result.label = getattr(loaded, "label", None)
     result.generator = getattr(loaded, "generator", None)
+    result.standin = tuple(getattr(loaded, "standin", ()))
     return result
 
 
