@@ -17,6 +17,14 @@ from ghostrt.runtime.backends.host import machine_info
 from ghostrt.runtime.io import provenance, video_io
 
 
+def _overhead_per_segment(encoded: list, render_s: float) -> float:
+    busy: dict[str, list[float]] = {}
+    for e in encoded:
+        busy.setdefault(e.worker, []).append(e.seconds)
+    worker = max(busy.values(), key=sum)
+    return round(max(0.0, render_s - sum(worker)) / len(worker), 4)
+
+
 def _one_run(pool: RayPool, tasks: list, info, out: Path, crf: int, prov) -> dict:
     began = time.perf_counter()
     encoded = pool.run(tasks)
@@ -30,8 +38,9 @@ def _one_run(pool: RayPool, tasks: list, info, out: Path, crf: int, prov) -> dic
     return {"workers": pool.workers, "frames": frames, "segments": len(encoded), "wall_s": round(wall, 3),
             "fps": round(frames / wall, 3), "worker_compute_s": round(compute, 3), "stitch_s": round(stitch_s, 4),
             "transfer_bytes": sum(len(p[4]) for e in encoded for p in e.packets),
-            # what the workers' own render time does not explain, per segment: queueing, object-store transfer
-            "transfer_overhead_per_segment_s": round(max(0.0, render_s * pool.workers - compute) / len(encoded), 4),
+            # what the busiest worker's own render time does not explain, per segment it rendered: queueing,
+            # object-store transfer, scheduling (an idle worker is not counted as overhead)
+            "transfer_overhead_per_segment_s": _overhead_per_segment(encoded, render_s),
             "worker_load_s": round(pool.started_seconds, 3), "retries": pool.resubmitted}
 
 
@@ -100,7 +109,11 @@ def run_from_args(args) -> int:
     spec = SwapSpec((str(source_photo()),), batch=4, load_options=load)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "cluster-clip.mp4"
-        write_clip(clip, args.cluster, (256, 256), FacePattern(period_seconds=4.0, face_seconds=3.0))
+        # a keyframe every segment's length: segments are cut only at keyframes (x264's default GOP of 250
+        # frames would leave a short clip one segment, and nothing to share between workers)
+        from ghostrt.bench.memory_clip import FPS
+        write_clip(clip, args.cluster, (256, 256), FacePattern(period_seconds=4.0, face_seconds=3.0),
+                   gop=max(1, int(round(args.cluster_segment_seconds * FPS))))
         out = run_cluster(spec, clip, args.out_dir, segment_seconds=args.cluster_segment_seconds, batch=4,
                           tag=f"-{args.backend}-{args.precision}")
     print(f"wrote {out}")

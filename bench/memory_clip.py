@@ -58,14 +58,17 @@ def clip_frames(count: int, size: tuple[int, int], pattern: FacePattern, fps: in
         yield frame
 
 
-def write_clip(path: Path, seconds: float, size: tuple[int, int], pattern: FacePattern, fps: int = FPS) -> dict:
-    """H.264 (x264 ultrafast, yuv420p) + AAC tone, muxed as the frames are made: memory stays flat."""
+def write_clip(path: Path, seconds: float, size: tuple[int, int], pattern: FacePattern, fps: int = FPS,
+               gop: int | None = None) -> dict:
+    """H.264 (x264 ultrafast, yuv420p) + AAC tone, muxed as the frames are made: memory stays flat. `gop`: a
+    keyframe at least every that many frames (segments are cut only at keyframes)."""
     import av
 
     count = int(round(seconds * fps))
     samples_per_frame = AUDIO_RATE // fps
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps, options={"crf": "23", "preset": "ultrafast"})
+        options = {"crf": "23", "preset": "ultrafast", **({"g": str(gop)} if gop else {})}
+        video = out.add_stream("libx264", rate=fps, options=options)
         video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
         video.time_base = Fraction(1, fps)
         audio = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
