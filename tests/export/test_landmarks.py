@@ -16,7 +16,7 @@ from ghostrt.export.mxnet_symbol import infer_shapes, read_symbol
 from ghostrt.export.onnx_io import export_module
 from ghostrt.export.parity import ort_session
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED_SYMBOL = REPO.parent / "shared" / "ghost" / "2d106det-symbol.json"
 
 

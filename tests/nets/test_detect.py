@@ -12,7 +12,7 @@ from ghostrt.runtime.nets.detect import (RetinaFaceDetector, ScrfdDetector, SCRF
                                     decode_scrfd, letterbox, make_detector, nms)
 from ghostrt.runtime.nets.retinaface_model import prior_count, write_retinaface_onnx
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class OrtExecutor:

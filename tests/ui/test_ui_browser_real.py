@@ -22,11 +22,11 @@ from ghostrt import loading
 from ghostrt.cli import main
 from ghostrt.runtime.io import watermark
 from test_swap_image import GRACE, onnx_files  # noqa: F401  (fixture)
-from tests.ui_browser_support import CHROMIUM, astronaut, chromium, serve
+from ui_browser_support import CHROMIUM, astronaut, chromium, serve
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "ui.png"
 SCREENSHOT_MAX_BYTES = 300_000
 SAMPLE_RATE = 16000

@@ -1,6 +1,6 @@
 """The first run on a GPU, without one: every way the TensorRT path can fail becomes one GhostError naming the
 engine and TensorRT's reason, `--backend auto` falls back saying it, an old driver is named as such, the runtime
-cache persists, CUDA graphs replay the right shape. On tests/fake_tensorrt.py (the real semantics, host memory):
+cache persists, CUDA graphs replay the right shape. On tests/backends/fake_tensorrt.py (the real semantics, host memory):
 this proves the fallbacks and the messages, not that a GPU ran. On an RTX GPU, test_engine_build runs a real one."""
 
 import gc

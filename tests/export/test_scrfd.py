@@ -12,7 +12,7 @@ from ghostrt.errors import GhostError
 from ghostrt.export.parity import ort_session, seeded
 from ghostrt.export.scrfd import OUTPUT_NAMES, add_batch_axis, export_detector, write_standin_scrfd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ANCHORS_640 = {8: 12800, 16: 3200, 32: 800}
 
 

@@ -21,7 +21,7 @@ import skimage.data
 from test_swap_image import tiny_arcface, tiny_generator, tiny_landmarks
 from ghostrt.runtime.nets.detect import write_retinaface_onnx
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 1920, 1080
 FRAME_MB = WIDTH * HEIGHT * 3 / 2 ** 20
 MARGIN_MB = 12 * FRAME_MB         # queue fill and allocator slack differ by a few frames, a leak by hundreds

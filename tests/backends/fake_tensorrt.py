@@ -13,7 +13,7 @@ tests that need no GPU. It follows the real semantics the executor must survive,
   for another GPU);
 - cudart follows cuda-python: (error, value) tuples with the real cudaError_t enum, cudaErrorInsufficientDriver
   on a driver too old for the CUDA runtime it links, stream capture into graphs that replay later.
-Enum values and names are the real ones (tests/test_trt_first_run.py checks every name against the real modules).
+Enum values and names are the real ones (tests/backends/test_trt_first_run.py checks every name against the real modules).
 """
 
 import ctypes

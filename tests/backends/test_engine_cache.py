@@ -14,7 +14,7 @@ from ghostrt.errors import GhostError
 from ghostrt.runtime.backends import engine_cache, trt_backend
 from ghostrt.runtime.backends.trt_backend import GpuInfo
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RTX_4090 = GpuInfo("NVIDIA GeForce RTX 4090", "8.9")
 H200 = GpuInfo("NVIDIA H200", "9.0")
 

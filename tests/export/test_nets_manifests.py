@@ -13,7 +13,7 @@ from ghostrt.export.aei_net import AEINet, infer_num_blocks
 from ghostrt.export.checkpoints import read_keys_manifest, state_dict_rows
 from ghostrt.export.iresnet import IResNet100
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GHOST = REPO.parent / "shared" / "ghost"
 needs_shared = pytest.mark.skipif(not GHOST.is_dir(), reason="../shared/ghost (key manifests) is absent")
 

@@ -73,7 +73,9 @@ def test_real_swapper_in_segments_equals_the_one_process_render(tmp_path, monkey
             return super().run(todo, on_done)
     monkeypatch.setattr(render_cli, "make_pool", lambda args: SeenPool())
     assert _render_real(clip, seg, "--segment-seconds", "0.25") == 0
-    assert capsys.readouterr().out.count("1 of 1 jobs complete") == 2
+    printed = capsys.readouterr().out
+    assert printed.count("1 of 1 jobs complete") == 2
+    assert printed.count("!! STAND-IN (untrained) weights") == 3       # render one-process, swap video, render segmented
     assert len(tasks) >= 3 and {type(t.spec).__name__ for t in tasks} == {"SwapSpec"}     # the real Swapper
     assert_same(one, seg, 24)
     assert_same(swapped, seg, 24)                    # swap video: the same watermarked pixels, times and audio

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.ui_browser_support import CHROMIUM, astronaut, chromium, serve, write_y4m
-from tests.ui_fakes import FakeSwapper
+from ui_browser_support import CHROMIUM, astronaut, chromium, serve, write_y4m
+from ui_fakes import FakeSwapper
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
 

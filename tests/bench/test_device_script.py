@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "device"
 SCRIPT = BENCH / "device_bench.py"
 RUN_SH = REPO / "bench" / "device" / "run.sh"

@@ -11,7 +11,7 @@ from ghostrt.errors import GhostError
 from ghostrt.runtime.backends import trt_backend
 from ghostrt.runtime.backends.trt_backend import Backend, GpuInfo, choose_auto, rtx_supports
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RTX = Backend("trt-rtx", "1.7.1.116", None)
 TRT = Backend("trt", "10.13.0", None)
 

@@ -15,7 +15,7 @@ from ghostrt.errors import GhostError
 from ghostrt.export import engine_build
 from ghostrt.runtime.backends import engine_cache, trt_backend, trt_executor
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_engine_cache import small_onnx  # noqa: E402  (one definition of the small test net)
 

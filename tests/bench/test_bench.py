@@ -33,7 +33,7 @@ from ghostrt.runtime.swap.image_swapper import ImageSwapper
 from ghostrt.runtime.swap.core import Nets
 from ghostrt.weights.resolve import official_candidates, resolve_weights
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GRACE = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 SWAP_STAGES = ("detect", "align", "embed", "match", "swap", "landmarks", "mask", "blend")
 
@@ -286,7 +286,7 @@ def test_reference_and_ghostrt_agree_on_the_standin_ghost_nets():
 
 def _benches_with_watermark() -> list[Path]:
     found = []
-    for path in sorted(Path(__file__).resolve().parents[1].glob("bench/*.json")):
+    for path in sorted(Path(__file__).resolve().parents[2].glob("bench/*.json")):
         report = json.loads(path.read_text())
         if isinstance(report, dict) and "watermark" in report:
             found.append(path)

@@ -14,7 +14,7 @@ from ghostrt.errors import GhostError
 from ghostrt.runtime.io.image_io import check_output_path, read_image, write_image
 from ghostrt.runtime.io.provenance_label import DIGITAL_SOURCE_TYPE, make_label, read_label
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _noise(h, w, c=3, seed=0):

@@ -12,7 +12,7 @@ from ghostrt.export.mxnet_params import read_params, write_params
 from ghostrt.export.mxnet_net import load_symbol_module
 from ghostrt.export.mxnet_symbol import infer_shapes, read_symbol
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MXNET = REPO.parent / "shared" / "mxnet"
 needs_shared = pytest.mark.skipif(not MXNET.is_dir(), reason=f"{MXNET} absent: the real MXNet files live there")
 

@@ -33,7 +33,7 @@ from ghostrt.runtime.swap.image_swapper import ImageSwapper
 from ghostrt.runtime.swap.core import Nets
 from ghostrt.runtime.io.provenance_label import read_label
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GRACE = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
