@@ -27,7 +27,11 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--max-image-mb", type=int, default=40, help="largest image upload (default 40 MB)")
     p.add_argument("--max-video-mb", type=int, default=400, help="largest video upload (default 400 MB)")
-    p.add_argument("--no-batching", action="store_true", help="run each live stream alone (no cross-stream batch)")
+    p.add_argument("--batching", choices=("auto", "on", "off"), default="auto",
+                   help="cross-stream batching of live streams; auto: on when the generator runs on a GPU engine "
+                        "(trt, trt-rtx), off on a CPU, where bench --streams measured no gain and twice the latency")
+    p.add_argument("--no-batching", dest="batching", action="store_const", const="off",
+                   help="the same as --batching off")
     p.set_defaults(func=run_ui)
 
 
@@ -49,6 +53,17 @@ def check_host(host: str, allow_remote: bool) -> str | None:
     return REMOTE_WARNING.format(host=host)
 
 
+GPU_BACKENDS = ("trt", "trt-rtx")
+
+
+def batching_for(mode: str, described: dict[str, dict]) -> bool:
+    """--batching auto follows the measurement: batching pays where a batch fills an idle GPU, not on CPU cores
+    that one frame already keeps busy (README, "Measured" under the stream server)."""
+    if mode != "auto":
+        return mode == "on"
+    return described.get("generator", {}).get("backend") in GPU_BACKENDS
+
+
 def run_ui(args) -> int:
     warning = check_host(args.host, args.allow_remote)
     if not 0 < args.port < 65536:
@@ -67,8 +82,12 @@ def run_ui(args) -> int:
                               threads=args.threads)
     if sw.standin_models:
         print(f"!! STAND-IN (untrained) weights: not a real face swap ({', '.join(sw.standin_models)})")
+    batching = batching_for(args.batching, sw.describe())
+    why = f"--batching {args.batching}" + (", generator on " + sw.describe()["generator"]["backend"]
+                                            if args.batching == "auto" else "")
+    print(f"ghostrt ui: cross-stream batching {'on' if batching else 'off'} ({why})")
     app = create_app(sw, max_image_mb=args.max_image_mb, max_video_mb=args.max_video_mb,
-                     scheduler_options={"batching": not args.no_batching})
+                     scheduler_options={"batching": batching})
     print(f"ghostrt ui: http://{args.host}:{args.port}/  (Ctrl-C stops)")
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
