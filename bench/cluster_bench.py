@@ -97,7 +97,7 @@ def run_from_args(args) -> int:
     """`ghostrt bench --cluster SECONDS`: a SECONDS-long 256x256 clip of the moving astronaut (bench/memory_clip),
     swapped with grace_hopper.jpg by the real Swapper in `--segment-seconds`-long segments (default 1)."""
     from ghostrt.bench.memory_bench import source_photo
-    from ghostrt.bench.memory_clip import FacePattern, write_clip
+    from ghostrt.bench.memory_clip import FPS, FacePattern, write_clip
     from ghostrt.errors import GhostError
     from ghostrt.render.workers import SwapSpec
 
@@ -111,7 +111,6 @@ def run_from_args(args) -> int:
         clip = Path(tmp) / "cluster-clip.mp4"
         # a keyframe every segment's length: segments are cut only at keyframes (x264's default GOP of 250
         # frames would leave a short clip one segment, and nothing to share between workers)
-        from ghostrt.bench.memory_clip import FPS
         write_clip(clip, args.cluster, (256, 256), FacePattern(period_seconds=4.0, face_seconds=3.0),
                    gop=max(1, int(round(args.cluster_segment_seconds * FPS))))
         out = run_cluster(spec, clip, args.out_dir, segment_seconds=args.cluster_segment_seconds, batch=4,

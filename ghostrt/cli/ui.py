@@ -82,8 +82,9 @@ def run_ui(args) -> int:
                               threads=args.threads)
     if sw.standin_models:
         print(f"!! STAND-IN (untrained) weights: not a real face swap ({', '.join(sw.standin_models)})")
-    batching = batching_for(args.batching, sw.describe())
-    why = f"--batching {args.batching}" + (", generator on " + sw.describe()["generator"]["backend"]
+    described = sw.describe()
+    batching = batching_for(args.batching, described)
+    why = f"--batching {args.batching}" + (", generator on " + described["generator"]["backend"]
                                             if args.batching == "auto" else "")
     print(f"ghostrt ui: cross-stream batching {'on' if batching else 'off'} ({why})")
     app = create_app(sw, max_image_mb=args.max_image_mb, max_video_mb=args.max_video_mb,

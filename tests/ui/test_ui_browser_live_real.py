@@ -9,33 +9,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import ghostrt
-from ghostrt import loading
 from test_swap_image import GRACE, onnx_files  # noqa: F401  (fixture)
 from test_ui_browser import corner_pixels, live_numbers, start_live
-from ui_browser_support import CHROMIUM, astronaut, chromium, serve, write_y4m
+from test_ui_browser_real import served_real_swapper
+from ui_browser_support import CHROMIUM, astronaut, chromium, write_y4m
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
 
-STANDIN = ["generator", "arcface", "landmarks"]
 SIZE = (320, 240)
 
 
 @pytest.fixture(scope="module")
 def live_real(onnx_files, tmp_path_factory):  # noqa: F811
-    from ghostrt.ui.app import create_app
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(loading, "resolve_onnx", lambda *a, log=print: (dict(onnx_files), "retinaface", list(STANDIN), None))
-    mp.chdir(tmp_path_factory.mktemp("cwd"))
-    sw = ghostrt.Swapper.load(backend="ort", precision="fp32", log=lambda *_: None)
-    app = create_app(sw, work_dir=tmp_path_factory.mktemp("ui-work"), live=True)
-    try:
-        with serve(app) as url:
-            yield type("Served", (), {"url": url, "app": app, "sw": sw})
-    finally:
-        sw.close()
-        mp.undo()
+    with served_real_swapper(onnx_files, tmp_path_factory, live=True) as served:
+        yield served
 
 
 def camera_frames(frames: int = 30) -> list[np.ndarray]:

@@ -8,6 +8,7 @@ GHOSTRT_UPDATE_SCREENSHOT=1 also writes the page with a result to docs/ui.png (t
 import io
 import os
 import re
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,8 +34,8 @@ SAMPLE_RATE = 16000
 STANDIN = ["generator", "arcface", "landmarks"]
 
 
-@pytest.fixture(scope="module")
-def real(onnx_files, tmp_path_factory):  # noqa: F811
+@contextmanager
+def served_real_swapper(onnx_files, tmp_path_factory, live: bool):  # noqa: F811
     """One loaded Swapper behind one served app, and the CLI seeing the same tiny graphs (module-wide patch:
     the CLI call inside a test must load exactly what the app loaded)."""
     from ghostrt.ui.app import create_app
@@ -43,13 +44,19 @@ def real(onnx_files, tmp_path_factory):  # noqa: F811
     mp.setattr(loading, "resolve_onnx", lambda *a, log=print: (dict(onnx_files), "retinaface", list(STANDIN), None))
     mp.chdir(tmp_path_factory.mktemp("cwd"))              # auto backends would cache into ./engines
     sw = ghostrt.Swapper.load(backend="ort", precision="fp32", log=lambda *_: None)
-    app = create_app(sw, work_dir=tmp_path_factory.mktemp("ui-work"), live=False)
+    app = create_app(sw, work_dir=tmp_path_factory.mktemp("ui-work"), live=live)
     try:
         with serve(app) as url:
             yield type("Served", (), {"url": url, "app": app, "sw": sw})
     finally:
         sw.close()
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def real(onnx_files, tmp_path_factory):  # noqa: F811
+    with served_real_swapper(onnx_files, tmp_path_factory, live=False) as served:
+        yield served
 
 
 def face_clip(path: Path, frames: int, lead: int = 2, size=(320, 240), fps: int = 12) -> Path:
